@@ -1,0 +1,54 @@
+"""``mlkd``: one console command, one subcommand per job.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; it is imported only when chosen, so ``mlkd --help`` stays fast and the
+runtime commands work on a drone image without the training dependencies.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mlkd_tracker import __version__
+from mlkd_tracker.errors import MLKDError
+
+# name -> (module, one-line help). Modules must not import heavy packages at import time.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "track": ("mlkd_tracker.cli.track", "track a target in a video, a frame folder or a camera"),
+    "bench": ("mlkd_tracker.cli.bench", "time crop, network and post-processing per frame"),
+}
+
+
+def _build_parser(chosen: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlkd", description="MLKD-Track: nighttime UAV tracking, from training to the drone.",
+        epilog="Run 'mlkd COMMAND --help' for the options of one command.")
+    parser.add_argument("--version", action="version", version=f"mlkd-tracker {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        if name == chosen:
+            importlib.import_module(module_name).add_arguments(cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mlkd`` console script; returns the process exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = _build_parser(chosen if chosen in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except MLKDError as exc:
+        print(f"mlkd {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mlkd {args.command}: interrupted", file=sys.stderr)
+        return 130
