@@ -1,0 +1,83 @@
+"""PyTorch backend: CPU fp32 (channels-last, inference mode) or CUDA with fp16."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlkd_tracker.backends import LoadedModel
+from mlkd_tracker.config import ModelSpec, TrackerConfig, default_tracker_config
+from mlkd_tracker.errors import InputError
+from mlkd_tracker.nets.checkpoint import load_siamrpn
+from mlkd_tracker.nets.siamrpn import SiamRPN
+
+
+def resolve_device(device: str, precision: str) -> tuple[torch.device, torch.dtype]:
+    """``auto`` picks CUDA when present; ``auto`` precision is fp16 on CUDA and fp32 on the CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but CUDA is not available")
+    if precision == "auto":
+        precision = "fp16" if dev.type == "cuda" else "fp32"
+    if precision not in ("fp32", "fp16"):
+        raise InputError(f"precision must be auto, fp32 or fp16 for the torch backend, got {precision!r}")
+    if precision == "fp16" and dev.type != "cuda":
+        raise InputError("fp16 needs a CUDA device for the torch backend; use fp32 on the CPU")
+    return dev, (torch.float16 if precision == "fp16" else torch.float32)
+
+
+class TorchBackend:
+    """Runs :class:`SiamRPN`'s template branch once per target and its search branch per frame."""
+
+    name = "torch"
+
+    def __init__(self, model: SiamRPN, device: str = "auto", precision: str = "auto"):
+        self.device, self.dtype = resolve_device(device, precision)
+        self._memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.model = model.eval().to(self.device, self.dtype, memory_format=self._memory_format)
+
+    def _to_tensor(self, crop: np.ndarray) -> torch.Tensor:
+        # HxWx3 uint8 -> 1x3xHxW float; a permuted HWC view already is channels-last
+        t = torch.from_numpy(np.ascontiguousarray(crop)).to(self.device).permute(2, 0, 1).unsqueeze(0)
+        return t.to(self.dtype).contiguous(memory_format=self._memory_format)
+
+    @torch.inference_mode()
+    def template(self, crop: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.template_kernels(self._to_tensor(crop))
+
+    @torch.inference_mode()
+    def search(self, crop: np.ndarray, kernels: Any) -> tuple[np.ndarray, np.ndarray]:
+        cls, loc = self.model.track(self._to_tensor(crop), *kernels)
+        return cls.float().cpu().numpy(), loc.float().cpu().numpy()
+
+
+def _info(backend: TorchBackend, file: str, **extra: Any) -> dict[str, Any]:
+    return {"backend": "torch", "device": str(backend.device),
+            "precision": "fp16" if backend.dtype == torch.float16 else "fp32", "file": file, **extra}
+
+
+def open_model(path: Path, device: str = "auto", precision: str = "auto") -> LoadedModel:
+    """A torch backend for a checkpoint; tracking values from its meta, else the MLKD-Track defaults."""
+    model, meta = load_siamrpn(path)
+    tracking = meta.get("tracking")
+    config = TrackerConfig.from_dict(tracking, str(path)) if isinstance(tracking, dict) else default_tracker_config()
+    backend = TorchBackend(model, device, precision)
+    name = str(meta.get("name", path.stem))
+    return LoadedModel(backend, config, name, _info(backend, str(path), width=model.width))
+
+
+def random_weights_model(spec: ModelSpec, device: str = "auto", precision: str = "auto",
+                         seed: int = 0) -> LoadedModel:
+    """A model config's architecture with seeded random weights: for timing, never for tracking."""
+    torch.manual_seed(seed)
+    enhancer = None
+    if spec.enhancer:
+        from mlkd_tracker.nets.darklighter import DarkLighter
+        enhancer = DarkLighter()
+    backend = TorchBackend(SiamRPN(width=spec.width, enhancer=enhancer), device, precision)
+    return LoadedModel(backend, spec.tracking, spec.name + " (random weights)",
+                       _info(backend, "<random weights>", width=spec.width))

@@ -1,0 +1,137 @@
+"""Reading and writing SiamRPN checkpoints (pysot / MLKD / our own), safely and atomically.
+
+Accepted layouts: a plain state dict, ``{"state_dict": ...}`` or ``{"model": ...}``, keys with
+or without the DataParallel ``module.`` prefix, ``.pth``/``.pt`` (always ``weights_only=True``)
+or ``.safetensors``. Our own files add ``"meta"``: architecture and tracking values.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from mlkd_tracker.errors import ModelFileError
+from mlkd_tracker.nets.siamrpn import ALEXNET_CHANNELS, SiamRPN
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
+_LIST_LIMIT = 12
+
+
+def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
+    if state and all(k.startswith("module.") for k in state):
+        return {k[len("module."):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(state_dict, meta)`` from a checkpoint file; :class:`ModelFileError` for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"checkpoint not found: {path}")
+    meta: dict[str, Any] = {}
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors import safe_open
+            with safe_open(str(path), framework="pt") as f:
+                state = {k: f.get_tensor(k) for k in f.keys()}
+                meta = json.loads((f.metadata() or {}).get("mlkd_meta", "{}"))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several types for bad files
+            raise ModelFileError(f"{path} is not a readable safetensors file: {exc}") from exc
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise ModelFileError(f"{path} holds Python objects beyond tensors and plain containers; "
+                                 f"refusing to unpickle it (weights_only=True): {str(exc).splitlines()[0]}") from exc
+        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise ModelFileError(f"{path} is not a PyTorch checkpoint (or it is truncated): "
+                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        if isinstance(obj, dict) and isinstance(obj.get("meta"), dict):
+            meta = obj["meta"]
+        if isinstance(obj, dict):
+            for key in ("state_dict", "model"):
+                if isinstance(obj.get(key), dict):
+                    obj = obj[key]
+                    break
+        state = obj
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ModelFileError(f"{path} does not contain a state dict (a mapping of parameter names to tensors)")
+    return _strip_prefix(state), meta
+
+
+def infer_width(state: Mapping[str, torch.Tensor]) -> float:
+    """Backbone width multiplier from the first conv's output channels (96 at width 1)."""
+    w = state.get("backbone.layer1.0.weight")
+    return 1.0 if w is None else w.shape[0] / ALEXNET_CHANNELS[0]
+
+
+def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with one error listing every missing, unexpected and mis-shaped key.
+
+    BatchNorm ``num_batches_tracked`` counters (absent from some older pysot files) are optional.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+                 for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or misshaped:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+            if items:
+                shown = ", ".join(items[:_LIST_LIMIT]) + (f", ... ({len(items)} in all)" if len(items) > _LIST_LIMIT else "")
+                parts.append(f"{label} keys: {shown}")
+        raise ModelFileError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
+    full = dict(state)
+    for k, v in expected.items():
+        full.setdefault(k, v)  # only num_batches_tracked can be absent here
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in full.items()}, strict=True)
+
+
+def build_siamrpn(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> SiamRPN:
+    """An empty SiamRPN whose architecture matches a state dict (width inferred when meta lacks it)."""
+    arch = meta.get("arch", {}) if isinstance(meta.get("arch"), dict) else {}
+    width = float(arch.get("width", infer_width(state)))
+    enhancer = None
+    if any(k.startswith("enhancer.") for k in state):
+        from mlkd_tracker.nets.darklighter import DarkLighter  # the teacher: enhancer in front
+        enhancer = DarkLighter()
+    return SiamRPN(width=width, enhancer=enhancer)
+
+
+def load_siamrpn(path: str | os.PathLike) -> tuple[SiamRPN, dict[str, Any]]:
+    """Load a SiamRPN (student or teacher) from a checkpoint file, in eval mode, fp32 on the CPU."""
+    state, meta = read_checkpoint(path)
+    model = build_siamrpn(state, meta)
+    load_state_strict(model, state, str(path))
+    return model.eval(), meta
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: Mapping[str, Any] | None = None,
+                    half: bool = False) -> Path:
+    """Write ``{"state_dict", "meta"}`` atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
+    os.close(fd)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+            save_file(state, tmp, metadata={"mlkd_meta": json.dumps(dict(meta or {}))})
+        else:
+            torch.save({"state_dict": state, "meta": dict(meta or {})}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
