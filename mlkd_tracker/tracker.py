@@ -77,6 +77,7 @@ class SiamRPNTracker:
         self._anchors = tracking_anchors(c)
         self._window = cosine_window(c.score_size, c.anchor_num)
         self._kernels: Any = None
+        self._initialized = False
         self._frame_shape: tuple[int, int] | None = None
         self._center = (0.0, 0.0)
         self._size = (0.0, 0.0)
@@ -85,11 +86,12 @@ class SiamRPNTracker:
 
     @property
     def initialized(self) -> bool:
-        return self._kernels is not None
+        return self._initialized
 
     def reset(self) -> None:
         """Forget the target; ``update`` needs a new ``init``."""
         self._kernels = None
+        self._initialized = False
         self._frame_shape = None
         self._weak_frames = 0
 
@@ -110,10 +112,11 @@ class SiamRPNTracker:
         self._kernels = self.backend.template(crop)
         self._frame_shape = frame.shape[:2]
         self._weak_frames = 0
+        self._initialized = True
 
     def update(self, frame: np.ndarray) -> TrackResult:
         """Track into ``frame``; returns the box (clipped to the frame), its score and status."""
-        if self._kernels is None:
+        if not self._initialized:
             raise InputError("tracker is not initialised: call init(frame, box) first")
         frame = as_bgr_frame(frame)
         if frame.shape[:2] != self._frame_shape:

@@ -17,10 +17,12 @@ class PlantedPeakBackend:
 
     name = "planted-peak"
 
-    def __init__(self, offset_fn, config: TrackerConfig | None = None, peak_logit: float = 6.0):
+    def __init__(self, offset_fn, config: TrackerConfig | None = None, peak_logit: float = 6.0,
+                 low_logit: float = -6.0):
         self.config = config or TrackerConfig()
         self.offset_fn = offset_fn
         self.peak_logit = peak_logit
+        self.low_logit = low_logit
         self.anchors = tracking_anchors(self.config)
         self.template_calls = 0
         self.search_calls = 0
@@ -35,7 +37,7 @@ class PlantedPeakBackend:
         a, s = c.anchor_num, c.score_size
         dx, dy = self.offset_fn(crop)
         cls = np.zeros((1, 2 * a, s, s), np.float32)
-        cls[0, a:] = -self.peak_logit  # foreground logit low everywhere ...
+        cls[0, a:] = self.low_logit  # foreground logit low everywhere ...
         loc = np.zeros((1, 4 * a, s, s), np.float32)
         square = int(np.argmin([abs(r - 1.0) for r in c.anchor_ratios]) * len(c.anchor_scales))
         ix = int(np.clip(round(dx / c.anchor_stride) + s // 2, 0, s - 1))

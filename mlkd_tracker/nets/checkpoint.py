@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -30,6 +31,11 @@ def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
     return dict(state)
 
 
+def _last_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(state_dict, meta)`` from a checkpoint file; :class:`ModelFileError` for anything else."""
     path = Path(path)
@@ -48,11 +54,13 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            raise ModelFileError(f"{path} holds Python objects beyond tensors and plain containers; "
-                                 f"refusing to unpickle it (weights_only=True): {str(exc).splitlines()[0]}") from exc
+            found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+            if found:  # the pickle wants to import and call something
+                raise ModelFileError(f"{path} holds Python objects beyond tensors and plain containers "
+                                     f"({found.group(1)}); refusing to unpickle it (weights_only=True)") from exc
+            raise ModelFileError(f"{path} is not a PyTorch checkpoint (or it is corrupt)") from exc
         except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise ModelFileError(f"{path} is not a PyTorch checkpoint (or it is truncated): "
-                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+            raise ModelFileError(f"{path} is not a PyTorch checkpoint (or it is truncated): {_last_line(exc)}") from exc
         if isinstance(obj, dict) and isinstance(obj.get("meta"), dict):
             meta = obj["meta"]
         if isinstance(obj, dict):

@@ -1,0 +1,108 @@
+"""Loading pysot / MLKD-format checkpoints, and rejecting everything else clearly."""
+import pickle
+
+import pytest
+import torch
+
+from mlkd_tracker.errors import ModelFileError
+from mlkd_tracker.nets import SiamRPN
+from mlkd_tracker.nets.checkpoint import load_siamrpn, read_checkpoint, save_checkpoint
+
+# a handful of the key names pysot's siamrpn_alex_dwxcorr checkpoints carry
+PYSOT_KEYS = ["backbone.layer1.0.weight", "backbone.layer1.1.running_var", "backbone.layer5.1.num_batches_tracked",
+              "rpn_head.cls.conv_kernel.0.weight", "rpn_head.cls.conv_search.1.weight",
+              "rpn_head.cls.head.3.bias", "rpn_head.loc.head.0.weight", "rpn_head.loc.head.3.weight"]
+
+
+def pysot_state(width=1.0, seed=0):
+    torch.manual_seed(seed)
+    return {k: v.clone() for k, v in SiamRPN(width).state_dict().items()}
+
+
+def test_model_parameter_names_are_pysots():
+    keys = set(SiamRPN().state_dict())
+    assert set(PYSOT_KEYS) <= keys
+    assert SiamRPN().state_dict()["rpn_head.loc.head.3.weight"].shape == (20, 256, 1, 1)
+    assert SiamRPN().state_dict()["rpn_head.cls.head.3.weight"].shape == (10, 256, 1, 1)
+
+
+@pytest.mark.parametrize("layout", ["plain", "state_dict", "module_prefix", "wrapped_prefixed"])
+def test_pysot_layouts_load_strictly(tmp_path, layout):
+    state = pysot_state()
+    if layout in ("module_prefix", "wrapped_prefixed"):
+        state = {"module." + k: v for k, v in state.items()}
+    obj = {"state_dict": state, "epoch": 19} if layout in ("state_dict", "wrapped_prefixed") else state
+    path = tmp_path / "model.pth"
+    torch.save(obj, path)
+    model, _ = load_siamrpn(path)
+    reference = pysot_state()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, reference[k]), k
+
+
+def test_width_is_inferred_and_meta_round_trips(tmp_path):
+    torch.manual_seed(3)
+    model = SiamRPN(width=0.5)
+    path = save_checkpoint(model, tmp_path / "half.pth", {"name": "half", "tracking": {"penalty_k": 0.2}}, half=True)
+    loaded, meta = load_siamrpn(path)
+    assert loaded.width == 0.5 and meta["name"] == "half"
+    assert loaded.state_dict()["backbone.layer1.0.weight"].dtype == torch.float32
+    assert torch.allclose(loaded.state_dict()["backbone.layer1.0.weight"], model.state_dict()["backbone.layer1.0.weight"],
+                          atol=1e-3)
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_safetensors_round_trip(tmp_path):
+    model = SiamRPN(width=0.25)
+    path = save_checkpoint(model, tmp_path / "m.safetensors", {"name": "st"})
+    loaded, meta = load_siamrpn(path)
+    assert meta == {"name": "st"}
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_missing_unexpected_and_misshaped_keys_are_listed(tmp_path):
+    state = pysot_state()
+    del state["rpn_head.cls.head.3.bias"]
+    state["neck.downsample.0.weight"] = torch.zeros(1)
+    state["rpn_head.loc.head.3.weight"] = torch.zeros(16, 256, 1, 1)
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(ModelFileError) as err:
+        load_siamrpn(tmp_path / "bad.pth")
+    text = str(err.value)
+    assert "missing keys: rpn_head.cls.head.3.bias" in text
+    assert "unexpected keys: neck.downsample.0.weight" in text
+    assert "rpn_head.loc.head.3.weight: file (16, 256, 1, 1) vs model (20, 256, 1, 1)" in text
+
+
+def test_files_that_are_not_checkpoints(tmp_path):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x00\x01 this is not a checkpoint" * 10)
+    with pytest.raises(ModelFileError, match="not a PyTorch checkpoint"):
+        read_checkpoint(garbage)
+    truncated = tmp_path / "truncated.pth"
+    torch.save(pysot_state(0.25), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:2000])
+    with pytest.raises(ModelFileError, match="not a PyTorch checkpoint"):
+        read_checkpoint(truncated)
+    with pytest.raises(ModelFileError, match="not found"):
+        read_checkpoint(tmp_path / "nope.pth")
+    not_state = tmp_path / "list.pth"
+    torch.save([1, 2, 3], not_state)
+    with pytest.raises(ModelFileError, match="does not contain a state dict"):
+        read_checkpoint(not_state)
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("code ran while loading",))
+
+
+def test_pickles_with_code_are_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": pysot_state(0.25), "payload": Evil()}, path, pickle_protocol=2)
+    with pytest.raises(ModelFileError, match=r"\(print\); refusing .*weights_only"):
+        read_checkpoint(path)
+    raw = tmp_path / "raw.pth"
+    raw.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(ModelFileError):
+        read_checkpoint(raw)
