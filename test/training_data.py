@@ -1,0 +1,45 @@
+"""Tiny tracking sequences written to disk in the ``Sequence`` shape, for the training tests.
+
+Each sequence: a dark, noisy, textured background and a bright textured square moving across
+it (a crude night scene), saved as JPEG frames with exact boxes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mlkd_training.data.sequence import Dataset, Sequence
+
+
+def write_sequence(folder: Path, name: str, frames: int = 8, size=(160, 200), side: int = 28,
+                   seed: int = 0, brightness: int = 200) -> Sequence:
+    """One sequence of ``frames`` JPEGs under ``folder/name`` and its ground truth."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    out = folder / name
+    out.mkdir(parents=True, exist_ok=True)
+    background = cv2.GaussianBlur(rng.integers(0, 60, (h, w, 3), dtype=np.uint8), (5, 5), 0)
+    target = np.clip(rng.integers(brightness - 50, brightness + 50, (side, side, 3)), 0, 255).astype(np.uint8)
+    x, y = float(rng.integers(10, w - side - 10)), float(rng.integers(10, h - side - 10))
+    vx, vy = rng.uniform(-3, 3, 2)
+    paths, boxes = [], []
+    for i in range(frames):
+        frame = background.copy()
+        xi, yi = int(round(x)), int(round(y))
+        frame[yi:yi + side, xi:xi + side] = target
+        path = out / f"{i + 1:06d}.jpg"
+        cv2.imwrite(str(path), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        paths.append(path)
+        boxes.append((xi, yi, side, side))
+        x = float(np.clip(x + vx, 2, w - side - 2))
+        y = float(np.clip(y + vy, 2, h - side - 2))
+    return Sequence(name, paths, np.array(boxes, np.float64))
+
+
+def write_dataset(folder: Path, name: str = "tiny", sequences: int = 3, frames: int = 8, size=(160, 200),
+                  seed: int = 0, brightness: int = 200) -> Dataset:
+    """A dataset of ``sequences`` sequences written under ``folder``."""
+    return Dataset(name, [write_sequence(folder, f"seq{i + 1}", frames, size, seed=seed * 100 + i,
+                                         brightness=brightness) for i in range(sequences)])
