@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from mlkd_training.data.sequence import Dataset, Sequence
 
@@ -43,3 +44,30 @@ def write_dataset(folder: Path, name: str = "tiny", sequences: int = 3, frames: 
     """A dataset of ``sequences`` sequences written under ``folder``."""
     return Dataset(name, [write_sequence(folder, f"seq{i + 1}", frames, size, seed=seed * 100 + i,
                                          brightness=brightness) for i in range(sequences)])
+
+
+class TinyEnhancer(torch.nn.Module):
+    """A small stand-in for DarkLighter in front of a test teacher: brightens crops with one 3x3 conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 1.5 + self.conv(x / 255.0)
+
+
+def tiny_batch(batch: int = 2, seed: int = 0, template: int = 103, search: int = 151) -> dict[str, torch.Tensor]:
+    """A random batch with small crops (7x7 score map) and anchor targets for a target near the centre."""
+    from mlkd_training.targets import AnchorTargets, TargetConfig
+
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    targets = AnchorTargets(TargetConfig(search_size=search, output_size=(search - template) // 8 + 1))
+    labels = [targets((search / 2 - 30 + d, search / 2 - 25, search / 2 + 34 + d, search / 2 + 35),
+                      negative=False, rng=rng) for d in range(batch)]
+    return {"template": torch.rand(batch, 3, template, template, generator=g) * 255,
+            "search": torch.rand(batch, 3, search, search, generator=g) * 255,
+            "label_cls": torch.from_numpy(np.stack([l.cls for l in labels])),
+            "label_loc": torch.from_numpy(np.stack([l.delta for l in labels])),
+            "label_loc_weight": torch.from_numpy(np.stack([l.weight for l in labels]))}
