@@ -64,22 +64,6 @@ class PairConfig:
     frame_range: int = 100      # search frame within this many (annotated) frames of the template
     pairs_per_epoch: int = 600000
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "pairs") -> "PairConfig":
-        values = dict(values)
-        for key in ("template", "search"):
-            if isinstance(values.get(key), dict):
-                values[key] = _dataclass_from(AugmentConfig, values[key], f"{source}.{key}")
-        return _dataclass_from(cls, values, source)
-
-
-def _dataclass_from(cls, values: dict[str, Any], source: str):
-    known = set(cls.__dataclass_fields__)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise InputError(f"{source}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return cls(**values)
-
 
 # ----------------------------------------------------------------------------- canvases
 

@@ -126,6 +126,3 @@ def test_cache_errors_name_the_folder_and_the_fix(tiny, tmp_path):
         CachedCanvases(cache, PairConfig()).canvas(1, 3)
 
 
-def test_pair_config_rejects_unknown_keys():
-    with pytest.raises(InputError, match=r"pairs.search: unknown key\(s\) \['shfit'\]"):
-        PairConfig.from_dict({"search": {"shfit": 3}})

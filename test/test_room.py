@@ -8,7 +8,9 @@ from mlkd_tracker.nets import SiamRPN
 from mlkd_training.losses import feature_l2, feature_spatial, feature_threshold, gated_distillation, mutual_mse, \
     response_kl, tracking_losses
 from mlkd_training.room import Learner, LossConfig, Room, elect, peak_ratio
-from training_data import TinyEnhancer, tiny_batch
+from training_data import TinyEnhancer, tiny_batch, single_thread  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 FEATURES = ("l2", "spatial", "threshold")
 

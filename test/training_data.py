@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from mlkd_training.data.sequence import Dataset, Sequence
@@ -71,3 +72,12 @@ def tiny_batch(batch: int = 2, seed: int = 0, template: int = 103, search: int =
             "label_cls": torch.from_numpy(np.stack([l.cls for l in labels])),
             "label_loc": torch.from_numpy(np.stack([l.delta for l in labels])),
             "label_loc_weight": torch.from_numpy(np.stack([l.weight for l in labels]))}
+
+
+@pytest.fixture
+def single_thread():
+    """Run a test on one intra-op thread: small models on a shared 2-core machine are many times faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
