@@ -370,3 +370,22 @@ def describe_sources(sources: Seq[PairSource]) -> list[dict[str, Any]]:
              "frames": int(sum(len(f) for f in s.canvases.video_frames)), "num_use": s.num_use,
              "cached": isinstance(s.canvases, CachedCanvases)} for s in sources]
 
+
+
+def open_dataset_folder(path: str | os.PathLike) -> Dataset:
+    """A benchmark / synthetic dataset folder in any layout the readers recognise."""
+    if not Path(path).exists():
+        raise SourceError(f"dataset not found: {path}")
+    from mlkd_training.data.readers import open_dataset
+
+    return open_dataset(path)
+
+
+def open_pair_source(path: str | os.PathLike, config: PairConfig, num_use: int = -1,
+                     frame_range: int | None = None) -> PairSource:
+    """A training source from a crop cache (``mlkd prepare``) or a dataset folder (decoded on the fly)."""
+    if is_crop_cache(path):
+        canvases: Canvases = CachedCanvases(path, config)
+    else:
+        canvases = FrameCanvases(open_dataset_folder(path), config)
+    return PairSource(canvases, num_use, frame_range)

@@ -17,6 +17,8 @@ from mlkd_tracker.errors import MLKDError
 COMMANDS: dict[str, tuple[str, str]] = {
     "track": ("mlkd_tracker.cli.track", "track a target in a video, a frame folder or a camera"),
     "bench": ("mlkd_tracker.cli.bench", "time crop, network and post-processing per frame"),
+    "train": ("mlkd_training.commands.train", "train SiamRPN, the teacher and MLKD students; select MLKD-Track"),
+    "prepare": ("mlkd_training.commands.prepare", "cache 511 crops of a dataset so training skips full frames"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Training-side ``mlkd`` subcommands (one module each, imported only when chosen)."""
