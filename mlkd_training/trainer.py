@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import multiprocessing
 import os
 import re
 import tempfile
@@ -310,10 +311,19 @@ class Trainer:
 
     def _loader(self) -> torch.utils.data.DataLoader:
         workers = self.config.workers
+        # workers start from a fresh interpreter: a fork of a process whose OpenCV / OpenMP thread
+        # pools are running can deadlock
+        context = None
+        if workers:
+            if "forkserver" in multiprocessing.get_all_start_methods():
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["torch", "cv2", "mlkd_training.pairs"])  # imported once
+            else:
+                context = multiprocessing.get_context("spawn")
         return torch.utils.data.DataLoader(
             self.dataset, batch_size=self.config.optim.batch_size, sampler=self.sampler, num_workers=workers,
             pin_memory=self.device.type == "cuda", drop_last=True, worker_init_fn=_worker_init if workers else None,
-            persistent_workers=workers > 0)
+            persistent_workers=workers > 0, multiprocessing_context=context)
 
     def _begin_epoch(self, epoch: int) -> float:
         for model in self.models.values():

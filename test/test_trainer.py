@@ -72,7 +72,14 @@ def test_run_folder_holds_states_exports_history_and_curves(tiny, tmp_path):
     saved = json.loads((tmp_path / "history.json").read_text())
     assert saved[0]["losses"]["student_l2/total"] > 0
     assert (tmp_path / "training_curves.png").stat().st_size > 1000
-    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"lr", "speed/pairs_per_s", "elections/student_threshold", "loss/student_spatial/kd",
+            "loss/student_l2/feature_l2", "loss/student_threshold/total", "loss/teacher/cls"} <= tags
+    assert len(events.Scalars("loss/student_l2/total")) == 4  # every step (log_every 1)
     loaded = load_model(tmp_path / "student_spatial.pth", "cpu")  # an exported student tracks as it is
     assert loaded.info["width"] == 0.25 and loaded.name == "student_spatial"
     assert not list(tmp_path.rglob("*.partial*"))
@@ -115,3 +122,12 @@ def test_config_errors_are_named():
         load_train_config(mode="kd", feature="cosine")
     with pytest.raises(InputError, match="pairs .* and targets .* disagree"):
         load_train_config(overrides={"pairs.search_size": 271})
+
+
+def test_worker_processes_load_the_same_batches(tiny, tmp_path):
+    single = ml_trainer(tiny, tmp_path / "a", ml_parts(), workers=0)
+    multi = ml_trainer(tiny, tmp_path / "b", ml_parts(), workers=2)
+    for trainer in (single, multi):
+        trainer.sampler.set_epoch(1)
+    for a, b in zip(single._loader(), multi._loader()):
+        assert all(torch.equal(a[k], b[k]) for k in ("template", "search", "label_cls", "label_loc"))
