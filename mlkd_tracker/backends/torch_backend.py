@@ -52,7 +52,8 @@ class TorchBackend:
     @torch.inference_mode()
     def search(self, crop: np.ndarray, kernels: Any) -> tuple[np.ndarray, np.ndarray]:
         cls, loc = self.model.track(self._to_tensor(crop), *kernels)
-        return cls.float().cpu().numpy(), loc.float().cpu().numpy()
+        # the tracker reads the maps as flat (channel, row, col) arrays: hand it C-contiguous ones
+        return cls.float().contiguous().cpu().numpy(), loc.float().contiguous().cpu().numpy()
 
 
 def _info(backend: TorchBackend, file: str, **extra: Any) -> dict[str, Any]:
