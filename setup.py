@@ -60,6 +60,7 @@ setup(
     entry_points={
         "console_scripts": [
             "mlkd = mlkd_tracker.cli:main",
+            "mlkd_tracker_node = mlkd_tracker.ros.node:main",
         ],
     },
     zip_safe=True,
