@@ -17,10 +17,12 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2 wheels or a ROS install) is needed for node tests")
 
@@ -42,6 +44,7 @@ from mlkd_tracker.ros.node import TrackerNode  # noqa: E402
 from mlkd_tracker.tracker import SiamRPNTracker  # noqa: E402
 
 DOMAIN_ID = random.randint(1, 100)
+CONFIG = Path(__file__).resolve().parents[1] / "config" / "mlkd_tracker.yaml"
 _names = itertools.count()
 
 
@@ -453,6 +456,13 @@ def test_configure_failure_is_reported_and_the_node_recovers(rig_factory, tmp_pa
     assert rig.node._tracker is None
 
 
+def test_config_yaml_parameters_are_declared_and_accepted(rig_factory):
+    params = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))["/**"]["ros__parameters"]
+    rig = rig_factory(params=params, start=False)
+    for name, value in params.items():  # an undeclared name would raise here
+        assert rig.node.get_parameter(name).value == value
+
+
 def test_compressed_input(rig_factory):
     rig = rig_factory(params={"use_compressed": True})
     frames, truth = moving_square_frames(12)
@@ -486,6 +496,7 @@ def test_console_script_tracks_with_a_real_model_and_exits_cleanly_on_sigint(tmp
     env = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
            "PYTHONPATH": os.getcwd()}
     proc = subprocess.Popen([sys.executable, "-m", "mlkd_tracker.ros.node", "--ros-args", "-r", f"__ns:={ns}",
+                             "--params-file", str(CONFIG),
                              "-p", f"model:={model}", "-p", "device:=cpu", "-p", "diagnostics_period:=0.2",
                              # reliable input across processes, set the way a user overrides QoS
                              "-p", f"qos_overrides.{ns}/image.subscription.reliability:=reliable"],
