@@ -316,11 +316,12 @@ def test_flood_of_720p_frames_drops_instead_of_queueing(rig_factory):
     assert received - 1 <= tracked + dropped <= received  # ... and every frame is either tracked or counted
     flood_boxes = rig.boxes[boxes0:]
     assert len(flood_boxes) == tracked
-    # no backlog: at most the frame in progress and the one waiting come out after the flood ends
-    assert sum(1 for t, _ in flood_boxes if t > flood_end) <= 2
+    # no backlog: after the flood only the frame in progress, the one waiting and what the middleware's
+    # 5-deep sensor-data queue still held come out (a queueing node would still owe ~100 boxes)
+    assert sum(1 for t, _ in flood_boxes if t > flood_end) <= 7
     assert stamp_ns(flood_boxes[-1][1]) in sent_stamps[-10:]
     latencies = [t - stamp_ns(m) / 1e9 for t, m in flood_boxes]
-    assert max(latencies) < 0.5, f"box latency grew to {max(latencies):.3f} s: a backlog"
+    assert max(latencies) < 1.0, f"box latency grew to {max(latencies):.3f} s: a backlog"
 
 
 def test_malformed_messages_leave_the_node_alive_and_tracking(rig_factory):
