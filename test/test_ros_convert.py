@@ -4,6 +4,8 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlkd_tracker.errors import InputError
 from mlkd_tracker.ros import convert
@@ -127,3 +129,60 @@ def test_boxes_polygons_and_rois():
     assert roi_to_box(SimpleNamespace(x_offset=3, y_offset=4, width=20, height=10)) == (3, 4, 20, 10)
     with pytest.raises(InputError, match="zero size"):
         roi_to_box(SimpleNamespace(x_offset=0, y_offset=0, width=0, height=0))
+
+
+# reading serialized (CDR) images without deserialising, checked against rclpy's own serializer
+def _serializer():
+    return pytest.importorskip("rclpy.serialization", reason="rclpy is needed to serialize reference messages")
+
+
+@settings(max_examples=60, deadline=None)
+@given(frame_id=st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=12),
+       encoding=st.sampled_from(["bgr8", "mono8", "yuv422", "32FC1", ""]), height=st.integers(0, 5),
+       width=st.integers(0, 7), pad=st.integers(0, 3), sec=st.integers(-2**31, 2**31 - 1),
+       nanosec=st.integers(0, 999_999_999), big=st.integers(0, 1))
+def test_serialized_image_fields_match_rclpy(frame_id, encoding, height, width, pad, sec, nanosec, big):
+    serialization = _serializer()
+    from sensor_msgs.msg import Image
+
+    step = width * 3 + pad
+    msg = Image(height=height, width=width, encoding=encoding, is_bigendian=big, step=step,
+                data=RNG.integers(0, 256, step * height, dtype=np.uint8).tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id = sec, nanosec, frame_id
+    raw_bytes = serialization.serialize_message(msg)
+    parsed = convert.parse_serialized_image(raw_bytes)
+    assert (parsed.header.stamp.sec, parsed.header.stamp.nanosec, parsed.header.frame_id) == (sec, nanosec, frame_id)
+    assert (parsed.height, parsed.width, parsed.encoding, parsed.is_bigendian, parsed.step) == \
+        (height, width, encoding, big, step)
+    assert bytes(parsed.data) == bytes(msg.data)
+
+
+def test_serialized_pixels_are_a_view_and_compressed_images_parse():
+    serialization = _serializer()
+    from sensor_msgs.msg import CompressedImage, Image
+
+    msg = Image(height=6, width=8, encoding="bgr8", step=24, data=BGR.tobytes())
+    raw_bytes = serialization.serialize_message(msg)
+    parsed = convert.parse_serialized_image(raw_bytes)
+    view = image_view(parsed)
+    np.testing.assert_array_equal(view, BGR)
+    assert np.shares_memory(view, np.frombuffer(raw_bytes, np.uint8))
+    png = cv2.imencode(".png", BGR)[1].tobytes()
+    compressed_msg = CompressedImage(format="png", data=png)
+    compressed_msg.header.frame_id = "cam"
+    parsed = convert.parse_serialized_image(serialization.serialize_message(compressed_msg), compressed=True)
+    assert parsed.format == "png" and parsed.header.frame_id == "cam"
+    np.testing.assert_array_equal(compressed_to_bgr(parsed), BGR)
+
+
+def test_truncated_and_unsupported_serializations():
+    serialization = _serializer()
+    from sensor_msgs.msg import Image
+
+    raw_bytes = serialization.serialize_message(Image(height=6, width=8, encoding="bgr8", step=24, data=BGR.tobytes()))
+    with pytest.raises(InputError, match="truncated"):
+        convert.parse_serialized_image(raw_bytes[:-5])
+    with pytest.raises(InputError, match="too short"):
+        convert.parse_serialized_image(b"\x00")
+    with pytest.raises(convert.UnsupportedSerialization, match="0x0003"):
+        convert.parse_serialized_image(b"\x00\x03" + raw_bytes[2:])  # parameter-list CDR

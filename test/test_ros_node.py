@@ -39,6 +39,7 @@ from std_msgs.msg import Float32, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from fakes import PlantedPeakBackend, brightest_blob_offset, moving_square_frames  # noqa: E402
+from mlkd_tracker.backends import create_tracker  # noqa: E402
 from mlkd_tracker.ros.convert import bgr_to_bytes  # noqa: E402
 from mlkd_tracker.ros.node import TrackerNode  # noqa: E402
 from mlkd_tracker.tracker import SiamRPNTracker  # noqa: E402
@@ -436,8 +437,10 @@ def test_configure_failure_is_reported_and_the_node_recovers(rig_factory, tmp_pa
     from mlkd_tracker.nets import SiamRPN
     from mlkd_tracker.nets.checkpoint import save_checkpoint
 
-    rig = rig_factory(factory=None, params={"diagnostics_period": 0.2}, start=False)
-    rig.node._factory = __import__("mlkd_tracker.ros.node", fromlist=["x"])._default_factory
+    rig = rig_factory(factory=create_tracker, params={"diagnostics_period": 0.2, "precision": "fp64"}, start=False)
+    assert rig.node.trigger_configure() == TransitionCallbackReturn.FAILURE  # a start-up value is checked too
+    assert "precision must be one of" in rig.node._last_error
+    assert rig.set_params(precision="auto")[0].successful
     assert rig.node.trigger_configure() == TransitionCallbackReturn.FAILURE  # bundled config, no weights yet
     diag = rig.latest_diagnostics()
     assert diag["level"] == 2 and "names no weights file" in diag["message"]
@@ -549,3 +552,21 @@ def test_console_script_tracks_with_a_real_model_and_exits_cleanly_on_sigint(tmp
             proc.kill()
         executor.shutdown()
         peer.destroy_node()
+
+
+def test_other_cdr_representations_fall_back_to_rclpy(rig_factory, monkeypatch):
+    from rclpy.serialization import serialize_message
+
+    from mlkd_tracker.errors import InputError
+    from mlkd_tracker.ros import convert, node as node_module
+
+    rig = rig_factory(start=False)
+    raw = serialize_message(image_msg(moving_square_frames(1)[0][0], 7 * 10**9))
+
+    def unsupported(data, compressed=False):
+        raise convert.UnsupportedSerialization("not read directly")
+    monkeypatch.setattr(node_module, "parse_serialized_image", unsupported)
+    msg = rig.node._parse(raw)
+    assert isinstance(msg, Image) and msg.header.stamp.sec == 7 and msg.width == 640
+    with pytest.raises(InputError, match="cannot deserialise the image message"):
+        rig.node._parse(b"\x00\x03\x00\x00" + b"\xff" * 3)

@@ -5,12 +5,18 @@ Works on any object with the fields of ``sensor_msgs/Image`` / ``CompressedImage
 messages in bag replay. Raw images are checked in O(1) (encoding, size, step, data length)
 and viewed without a copy; colour conversion to BGR is one OpenCV call. Encodings outside the
 table go to ``cv_bridge`` when it is importable (a ROS install), else they are rejected.
+
+The node subscribes to serialized (CDR) images and reads their fields here with
+:func:`parse_serialized_image`: the pixels stay a view of the received bytes, so a frame that is
+dropped costs no deserialisation and a tracked one no copy.
 """
 from __future__ import annotations
 
 import array
 import functools
 import math
+import struct
+from types import SimpleNamespace
 from typing import Any, Iterable
 
 import cv2
@@ -162,3 +168,73 @@ def roi_to_box(roi: Any) -> tuple[float, float, float, float]:
     if w <= 0 or h <= 0:
         raise InputError(f"init ROI has zero size ({w}x{h} at {roi.x_offset},{roi.y_offset})")
     return float(roi.x_offset), float(roi.y_offset), float(w), float(h)
+
+
+class UnsupportedSerialization(InputError):
+    """CDR bytes in a representation :func:`parse_serialized_image` does not read (the caller deserialises)."""
+
+
+# CDR encapsulation kinds read here: XCDR1 big / little endian and plain XCDR2 big / little endian; for
+# the fields of Image and CompressedImage (4-byte and 1-byte integers, strings, byte sequences) they
+# lay out the same.
+_PLAIN_CDR_KINDS = {0x0000, 0x0001, 0x0006, 0x0007}
+
+
+class _CdrReader:
+    def __init__(self, data: bytes):
+        if len(data) < 4:
+            raise InputError(f"serialized message has {len(data)} bytes, too short for a CDR header")
+        kind = int.from_bytes(bytes(data[:2]), "big")
+        if kind not in _PLAIN_CDR_KINDS:
+            raise UnsupportedSerialization(f"CDR encapsulation 0x{kind:04x} is not read directly")
+        self.order = "<" if kind & 1 else ">"
+        self.buf = memoryview(data)
+        self.pos = 4  # alignment counts from the end of the 4-byte encapsulation header
+
+    def _take(self, size: int, align: int = 1) -> int:
+        self.pos += -(self.pos - 4) % align
+        start, self.pos = self.pos, self.pos + size
+        if self.pos > len(self.buf):
+            raise InputError(f"serialized message is truncated ({len(self.buf)} bytes)")
+        return start
+
+    def u32(self) -> int:
+        return struct.unpack_from(self.order + "I", self.buf, self._take(4, 4))[0]
+
+    def i32(self) -> int:
+        return struct.unpack_from(self.order + "i", self.buf, self._take(4, 4))[0]
+
+    def u8(self) -> int:
+        return self.buf[self._take(1)]
+
+    def string(self) -> str:
+        size = self.u32()  # counts the terminating NUL
+        start = self._take(size)
+        return bytes(self.buf[start:start + max(size - 1, 0)]).decode("utf-8", errors="replace")
+
+    def octets(self) -> memoryview:
+        size = self.u32()
+        start = self._take(size)
+        return self.buf[start:start + size]
+
+
+def _header(reader: _CdrReader) -> SimpleNamespace:
+    stamp = SimpleNamespace(sec=reader.i32(), nanosec=reader.u32())
+    return SimpleNamespace(stamp=stamp, frame_id=reader.string())
+
+
+def parse_serialized_image(data: bytes, compressed: bool = False) -> SimpleNamespace:
+    """The fields of a serialized ``sensor_msgs/Image`` (or ``CompressedImage``) with ``data`` a view, no copy.
+
+    The result has the message's field names, so every function of this module takes it.
+    Raises :class:`UnsupportedSerialization` for other CDR representations and
+    :class:`InputError` for truncated bytes.
+    """
+    reader = _CdrReader(data)
+    header = _header(reader)
+    if compressed:
+        return SimpleNamespace(header=header, format=reader.string(), data=reader.octets())
+    height, width, encoding = reader.u32(), reader.u32(), reader.string()
+    is_bigendian, step = reader.u8(), reader.u32()
+    return SimpleNamespace(header=header, height=height, width=width, encoding=encoding,
+                           is_bigendian=is_bigendian, step=step, data=reader.octets())

@@ -1,10 +1,11 @@
 """``mlkd_tracker_node``: the ROS 2 lifecycle node over the tracker core.
 
-A thin adapter: messages <-> numpy (``convert.py``), parameters, QoS, diagnostics. The image
-callback only checks a message (O(1)), stores it in a short ring buffer and in a one-slot
-"newest frame" box; a worker thread tracks whatever is newest, so a slow frame never builds a
-backlog (frames replaced before the worker took them are counted as dropped). A stamped init
-box is applied on the buffered frame it was drawn on, then the tracker catches up to the newest.
+A thin adapter: messages <-> numpy (``convert.py``), parameters, QoS, diagnostics. Images arrive
+serialized; the callback reads their fields without deserialising (the pixels stay a view of the
+received bytes), checks them (O(1)), and stores the frame in a short ring buffer and in a
+one-slot "newest frame" box; a worker thread tracks whatever is newest, so a slow frame never
+builds a backlog (frames replaced before the worker took them are counted as dropped). A stamped
+init box is applied on the buffered frame it was drawn on, then the tracker catches up.
 
 Lifecycle: configure loads the model (a TensorRT engine build is logged as it goes), activate
 subscribes and starts tracking, deactivate stops; ``autostart`` (default) does both at start.
@@ -24,6 +25,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import rclpy
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point32, PolygonStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -33,14 +35,17 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
-from std_msgs.msg import Float32, String
+from std_msgs.msg import Float32, Header, String
 from std_srvs.srv import Trigger
 
+from mlkd_tracker.backends import create_tracker
 from mlkd_tracker.errors import InputError, MLKDError
 from mlkd_tracker.report import latency_stats
-from mlkd_tracker.ros.convert import (DEFAULT_MAX_PIXELS, bgr_to_bytes, box_corners, check_compressed, check_image,
-                                      compressed_to_bgr, image_to_bgr, points_to_box, roi_to_box, stamp_to_ns)
+from mlkd_tracker.ros.convert import (DEFAULT_MAX_PIXELS, UnsupportedSerialization, bgr_to_bytes, box_corners,
+                                      check_compressed, check_image, compressed_to_bgr, image_to_bgr,
+                                      parse_serialized_image, points_to_box, roi_to_box, stamp_to_ns)
 from mlkd_tracker.tracker import SiamRPNTracker, Status, TrackResult
 
 NODE_NAME = "mlkd_tracker"
@@ -61,7 +66,19 @@ TRACKING_PARAMS: dict[str, tuple[Parameter.Type, float, float, str]] = {
 LOG_THROTTLE_S = 2.0
 SERVICE_TIMEOUT_S = 10.0
 
+# (model path or None, device, precision, tracking overrides) -> (tracker, loaded model): create_tracker's shape
 TrackerFactory = Callable[..., tuple[SiamRPNTracker, Any]]
+
+
+def check_load_choices(values: dict[str, Any]) -> str | None:
+    """Why ``backend`` / ``precision`` / ``device`` values are invalid, or None when they are fine."""
+    if "backend" in values and values["backend"] not in BACKENDS:
+        return f"backend must be one of {BACKENDS}, got {values['backend']!r}"
+    if "precision" in values and values["precision"] not in PRECISIONS:
+        return f"precision must be one of {PRECISIONS}, got {values['precision']!r}"
+    if "device" in values and not DEVICE_PATTERN.match(str(values["device"])):
+        return f"device must be auto, cpu, cuda or cuda:N, got {values['device']!r}"
+    return None
 
 
 @dataclass
@@ -70,7 +87,7 @@ class BufferedFrame:
 
     seq: int
     stamp_ns: int
-    msg: Any
+    msg: Any         # the image's fields (sensor_msgs/Image or CompressedImage names), pixels not copied
     received: float  # time.perf_counter() at the callback
 
 
@@ -155,19 +172,13 @@ def _python_logs_to_ros(ros_logger: Any) -> Iterator[None]:
         logger.setLevel(old_level)
 
 
-def _default_factory(model: str | None, device: str, precision: str, overrides: dict[str, Any]):
-    from mlkd_tracker.backends import create_tracker
-
-    return create_tracker(model, device, precision, overrides)
-
-
 class TrackerNode(LifecycleNode):
     """Single-object tracker node; see the module docstring and the README's ROS 2 section."""
 
     def __init__(self, node_name: str = NODE_NAME, *, tracker_factory: TrackerFactory | None = None,
                  **node_kwargs: Any):
         super().__init__(node_name, **node_kwargs)
-        self._factory = tracker_factory or _default_factory
+        self._factory = tracker_factory or create_tracker
         self._declare_parameters()
         self.stats = NodeStats()
         self._cond = threading.Condition()
@@ -188,6 +199,7 @@ class TrackerNode(LifecycleNode):
         self._last_box: tuple[float, float, float, float] | None = None
         self._status = Status.IDLE
         self._inputs: list[Any] = []
+        self._compressed = False
         self._outputs: dict[str, Any] = {}
         self._triggers: list[Any] = []
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -263,12 +275,9 @@ class TrackerNode(LifecycleNode):
         for name in TOPIC_PARAMS:
             if name in changes and self._active:
                 return refuse(f"{name} is applied at activate: deactivate the node first")
-        if "backend" in changes and changes["backend"] not in BACKENDS:
-            return refuse(f"backend must be one of {BACKENDS}, got {changes['backend']!r}")
-        if "precision" in changes and changes["precision"] not in PRECISIONS:
-            return refuse(f"precision must be one of {PRECISIONS}, got {changes['precision']!r}")
-        if "device" in changes and not DEVICE_PATTERN.match(str(changes["device"])):
-            return refuse(f"device must be auto, cpu, cuda or cuda:N, got {changes['device']!r}")
+        problem = check_load_choices(changes)
+        if problem:
+            return refuse(problem)
         if "image_topic" in changes and not str(changes["image_topic"]).strip():
             return refuse("image_topic must not be empty")
         tracking = {k: v for k, v in changes.items() if k in TRACKING_PARAMS and v is not None}
@@ -294,6 +303,9 @@ class TrackerNode(LifecycleNode):
         log.info(f"loading model {model or '<bundled MLKD-Track>'} (backend {backend}, device {device}, precision "
                  f"{precision}); a first TensorRT engine build can take minutes")
         t0 = time.perf_counter()
+        problem = check_load_choices({"backend": backend, "device": device, "precision": precision})
+        if problem:
+            return self._configure_failed(problem)
         try:
             with _python_logs_to_ros(log):
                 tracker, loaded = self._factory(model, device, precision, self._tracking_overrides())
@@ -334,13 +346,10 @@ class TrackerNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         topic = self._param("image_topic")
-        overridable = QoSOverridingOptions.with_default_policies()
-        if self._param("use_compressed"):
-            image_sub = self.create_subscription(CompressedImage, f"{topic}/compressed", self._on_image,
-                                                 qos_profile_sensor_data, qos_overriding_options=overridable)
-        else:
-            image_sub = self.create_subscription(Image, topic, self._on_image, qos_profile_sensor_data,
-                                                 qos_overriding_options=overridable)
+        self._compressed = bool(self._param("use_compressed"))
+        image_type, topic = (CompressedImage, f"{topic}/compressed") if self._compressed else (Image, topic)
+        image_sub = self.create_subscription(image_type, topic, self._on_image, qos_profile_sensor_data, raw=True,
+                                             qos_overriding_options=QoSOverridingOptions.with_default_policies())
         self._inputs = [
             image_sub,
             self.create_subscription(PolygonStamped, self._param("init_box_topic"), self._on_init_box, 10),
@@ -394,12 +403,23 @@ class TrackerNode(LifecycleNode):
         return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
     # ------------------------------------------------------------------ callbacks (executor thread)
-    def _on_image(self, msg: Any) -> None:
+    def _parse(self, data: bytes) -> Any:
+        """The fields of a serialized image; rclpy deserialises the CDR representations not read directly."""
+        try:
+            return parse_serialized_image(data, self._compressed)
+        except UnsupportedSerialization:
+            try:
+                return deserialize_message(data, CompressedImage if self._compressed else Image)
+            except Exception as exc:  # noqa: BLE001 - rclpy raises its own error types for bad bytes
+                raise InputError(f"cannot deserialise the image message: {exc}") from exc
+
+    def _on_image(self, data: bytes) -> None:
         received = time.perf_counter()
         with self.stats.lock:
             self.stats.received += 1
         try:
-            if isinstance(msg, CompressedImage):
+            msg = self._parse(data)
+            if self._compressed:
                 check_compressed(msg)
             else:
                 check_image(msg, self._param("max_image_pixels"))
@@ -499,7 +519,7 @@ class TrackerNode(LifecycleNode):
                                         throttle_duration_sec=LOG_THROTTLE_S)
 
     def _to_bgr(self, frame: BufferedFrame) -> np.ndarray:
-        if isinstance(frame.msg, CompressedImage):
+        if self._compressed:
             return compressed_to_bgr(frame.msg, self._param("max_image_pixels"))
         return image_to_bgr(frame.msg, self._param("max_image_pixels"))
 
@@ -576,8 +596,10 @@ class TrackerNode(LifecycleNode):
         command.done.set()
 
     # ------------------------------------------------------------------ outputs
-    def _publish(self, header: Any, result: TrackResult, image: np.ndarray | None) -> None:
+    def _publish(self, source_header: Any, result: TrackResult, image: np.ndarray | None) -> None:
         pubs = self._outputs
+        header = Header(stamp=Time(sec=source_header.stamp.sec, nanosec=source_header.stamp.nanosec),
+                        frame_id=source_header.frame_id)
         box = PolygonStamped(header=header)
         box.polygon.points = [Point32(x=float(x), y=float(y), z=0.0) for x, y in box_corners(result.box_xywh)]
         pubs["box"].publish(box)
