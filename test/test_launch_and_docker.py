@@ -105,3 +105,17 @@ def test_jetson_image_launches_the_node_and_keeps_engines_on_a_volume():
     assert result.returncode == 0, result.stderr
     train = (REPO / "docker" / "Dockerfile.train").read_text(encoding="utf-8")
     assert 'ENTRYPOINT ["torchrun"]' in train
+
+
+def test_package_xml_declares_every_ros_package_the_node_imports():
+    import xml.etree.ElementTree as ET
+
+    depends = {e.text for e in ET.parse(REPO / "package.xml").getroot().iter("exec_depend")}
+    tree = ast.parse((REPO / "mlkd_tracker" / "ros" / "node.py").read_text(encoding="utf-8"))
+    imported = {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+                and n.module.endswith((".msg", ".srv"))}
+    imported |= {"rclpy"} if any(isinstance(n, ast.Import) and n.names[0].name == "rclpy" for n in ast.walk(tree)) else set()
+    assert imported >= {"rclpy", "sensor_msgs", "geometry_msgs", "std_srvs", "diagnostic_msgs"}
+    assert imported <= depends, f"missing from package.xml: {sorted(imported - depends)}"
+    launch_imports = {n.module.split(".")[0] for n in ast.walk(_launch_tree()) if isinstance(n, ast.ImportFrom)}
+    assert launch_imports <= depends
