@@ -47,20 +47,20 @@ def foreground_scores(cls: np.ndarray, anchor_num: int) -> np.ndarray:
 
     Channel layout as pysot: channels [0, A) are background, [A, 2A) foreground logits.
     """
-    logits = cls.reshape(2, anchor_num, -1).reshape(2, -1).astype(np.float64)
-    # softmax over 2 classes == sigmoid of the logit difference; clip keeps exp finite
-    return (1.0 / (1.0 + np.exp(np.clip(logits[0] - logits[1], -80.0, 80.0)))).astype(np.float32)
+    logits = cls.reshape(2, -1)
+    # softmax over 2 classes == sigmoid of the logit difference; the clip keeps exp finite in float32
+    return 1.0 / (1.0 + np.exp(np.clip(logits[0] - logits[1], -80.0, 80.0)))
 
 
 def decode_boxes(loc: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """(4, N) boxes (cx, cy, w, h) in search-crop pixels relative to its centre, from (1, 4A, S, S) deltas."""
-    delta = loc.reshape(4, -1).astype(np.float32)
-    boxes = np.empty_like(delta)
-    boxes[0] = delta[0] * anchors[2] + anchors[0]
-    boxes[1] = delta[1] * anchors[3] + anchors[1]
+    delta = loc.reshape(4, -1)
+    boxes = np.empty(delta.shape, np.float32)
+    np.multiply(delta[:2], anchors[2:], out=boxes[:2])
+    boxes[:2] += anchors[:2]
     # exp of a wild delta must stay finite: clip to a box 1e4 times the anchor
-    boxes[2] = np.exp(np.clip(delta[2], -10.0, 10.0)) * anchors[2]
-    boxes[3] = np.exp(np.clip(delta[3], -10.0, 10.0)) * anchors[3]
+    np.exp(np.clip(delta[2:], -10.0, 10.0), out=boxes[2:])
+    boxes[2:] *= anchors[2:]
     return boxes
 
 
@@ -78,6 +78,7 @@ def size_penalty(boxes: np.ndarray, target_w: float, target_h: float, penalty_k:
 
     ``target_w/h`` are the current target size in search-crop pixels.
     """
-    s_c = _change(_padded_size(boxes[2], boxes[3]) / _padded_size(target_w, target_h))
-    r_c = _change((target_w / target_h) / (boxes[2] / boxes[3]))
-    return np.exp(-(r_c * s_c - 1.0) * penalty_k)
+    w, h = boxes[2], boxes[3]
+    s_c = _change(_padded_size(w, h) * np.float32(1.0 / _padded_size(target_w, target_h)))
+    r_c = _change(h * np.float32(target_w / target_h) / w)
+    return np.exp((r_c * s_c - 1.0) * np.float32(-penalty_k))

@@ -27,6 +27,7 @@ def random_bn_model(width=0.5, seed=0):
 def test_backend_outputs_equal_a_direct_module_call():
     model = random_bn_model()
     backend = TorchBackend(random_bn_model(), "cpu", "fp32")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in backend.model.modules())  # folded into convs
     rng = np.random.default_rng(0)
     z = rng.integers(0, 256, (127, 127, 3), dtype=np.uint8)
     x = rng.integers(0, 256, (287, 287, 3), dtype=np.uint8)

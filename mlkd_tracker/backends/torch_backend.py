@@ -11,7 +11,7 @@ from mlkd_tracker.backends import LoadedModel
 from mlkd_tracker.config import ModelSpec, TrackerConfig, default_tracker_config
 from mlkd_tracker.errors import InputError
 from mlkd_tracker.nets.checkpoint import load_siamrpn
-from mlkd_tracker.nets.siamrpn import SiamRPN
+from mlkd_tracker.nets.siamrpn import SiamRPN, fold_batchnorm
 
 
 def resolve_device(device: str, precision: str) -> tuple[torch.device, torch.dtype]:
@@ -38,7 +38,7 @@ class TorchBackend:
     def __init__(self, model: SiamRPN, device: str = "auto", precision: str = "auto"):
         self.device, self.dtype = resolve_device(device, precision)
         self._memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
-        self.model = model.eval().to(self.device, self.dtype, memory_format=self._memory_format)
+        self.model = fold_batchnorm(model).to(self.device, self.dtype, memory_format=self._memory_format)
 
     def _to_tensor(self, crop: np.ndarray) -> torch.Tensor:
         # HxWx3 uint8 -> 1x3xHxW float; a permuted HWC view already is channels-last
@@ -52,7 +52,8 @@ class TorchBackend:
     @torch.inference_mode()
     def search(self, crop: np.ndarray, kernels: Any) -> tuple[np.ndarray, np.ndarray]:
         cls, loc = self.model.track(self._to_tensor(crop), *kernels)
-        return cls.float().cpu().numpy(), loc.float().cpu().numpy()
+        # the tracker reads the maps as flat (channel, row, col) arrays: hand it C-contiguous ones
+        return cls.float().contiguous().cpu().numpy(), loc.float().contiguous().cpu().numpy()
 
 
 def _info(backend: TorchBackend, file: str, **extra: Any) -> dict[str, Any]:

@@ -6,6 +6,8 @@ and MLKD-Track checkpoints load with ``strict=True``:
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -127,3 +129,22 @@ class SiamRPN(nn.Module):
         xf = self.features(search)
         head = self.rpn_head
         return head.cls.head(head.cls.correlate(kernel_cls, xf)), head.loc.head(head.loc.correlate(kernel_loc, xf))
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of an eval-mode ``model`` with every Conv2d -> BatchNorm2d pair merged into one conv.
+
+    Inference only: saves a full pass over every feature map per BN layer. Outputs equal the
+    unfused model's up to float rounding.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(model).eval()
+    for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for conv_name, bn_name in zip(names, names[1:]):
+            conv, bn = seq._modules[conv_name], seq._modules[bn_name]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                seq._modules[conv_name] = fuse_conv_bn_eval(conv, bn)
+                seq._modules[bn_name] = nn.Identity()
+    return folded
