@@ -62,6 +62,7 @@ class PipelineConfig:
     base: StageConfig = StageConfig("train_base.yaml")
     teacher: StageConfig = StageConfig("train_teacher.yaml")
     ml: StageConfig = StageConfig("train_ml.yaml")
+    common: dict = field(default_factory=dict)  # training overrides applied to every stage first
     peers: tuple[str, ...] = ("csrt", "kcf")
     eval_workers: int = 2
 
@@ -82,6 +83,8 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
         stage, _, rest = dotted.partition(".")
         if stage in ("base", "teacher", "ml") and rest and rest != "config":
             data.setdefault(stage, {}).setdefault("set", {})[rest] = value  # a training key of that stage
+        elif stage == "common" and rest:
+            data.setdefault("common", {})[rest] = value
         else:
             set_dotted(data, dotted, value)
     return build_dataclass(PipelineConfig, data, str(path))
@@ -97,13 +100,14 @@ def _config_path(name: str) -> Path:
 def stage_configs(p: PipelineConfig, out: Path, enhancer: str, init: str | None,
                   data_note: dict[str, str]) -> dict[str, TrainConfig]:
     """The four stages' training configs, chained through the run folders under ``out``."""
-    base = load_train_config(_config_path(p.base.config), p.base.set, mode="base", init=init,
+    base = load_train_config(_config_path(p.base.config), {**p.common, **p.base.set}, mode="base", init=init,
                              width=None if init else p.width, data=[{"path": data_note["day"]}])
-    teacher = load_train_config(_config_path(p.teacher.config), p.teacher.set, mode="teacher",
+    teacher = load_train_config(_config_path(p.teacher.config), {**p.common, **p.teacher.set}, mode="teacher",
                                 init=str(out / "base" / "base.pth"), enhancer=enhancer,
                                 data=[{"path": data_note["night"]}])
-    ml = load_train_config(_config_path(p.ml.config), p.ml.set, mode="ml", init=str(out / "base" / "base.pth"),
-                           teacher=str(out / "teacher" / "teacher.pth"), data=[{"path": data_note["night"]}])
+    ml = load_train_config(_config_path(p.ml.config), {**p.common, **p.ml.set}, mode="ml",
+                           init=str(out / "base" / "base.pth"), teacher=str(out / "teacher" / "teacher.pth"),
+                           data=[{"path": data_note["night"]}])
     # the no-KD baseline: the students' recipe (pairs, schedule, frozen head outputs), base loss only
     nokd = dataclasses.replace(ml, mode="base", teacher=None)
     return {"base": base, "teacher": teacher, "ml": ml, "nokd": nokd}
@@ -395,7 +399,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="pipeline YAML (default: the bundled models/pipeline_cpu.yaml)")
     p.add_argument("--init", help="a pysot siamrpn_alex_dwxcorr checkpoint to start base from (default: scratch)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a pipeline value or a stage's training value, e.g. --set ml.optim.epochs=2")
+                   help="override a pipeline value, a stage's training value (--set ml.optim.epochs=2) or one "
+                        "of every stage (--set common.workers=4)")
     p.add_argument("--publish", metavar="MODELS_DIR",
                    help="afterwards copy MLKD-Track and its card there and make it the default model")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
