@@ -33,12 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from mlkd_tracker.errors import InputError
 from mlkd_tracker.report import format_table, write_json_atomic, write_text_atomic
 from mlkd_training.data.sequence import Dataset
-from mlkd_training.train_config import TrainConfig, build_dataclass, load_train_config, set_dotted
+from mlkd_training.train_config import TrainConfig, build_dataclass, load_train_config, read_yaml, set_dotted
 
 STAGES = ("base", "teacher", "ml", "nokd")
 
@@ -73,12 +72,7 @@ class PipelineConfig:
 
 def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """A pipeline YAML, then dotted overrides (``ml.set.optim.epochs=2`` style keys are kept whole)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise InputError(f"pipeline config not found: {path}") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot read pipeline config {path}: {exc}") from exc
+    data = read_yaml(path, "pipeline config")
     for dotted, value in (overrides or {}).items():
         stage, _, rest = dotted.partition(".")
         if stage in ("base", "teacher", "ml") and rest and rest != "config":

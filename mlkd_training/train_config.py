@@ -190,17 +190,23 @@ def set_dotted(values: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def read_yaml(path: str | Path, what: str) -> dict[str, Any]:
+    """A YAML mapping from a file; :class:`InputError` naming ``what`` and the file otherwise."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot read {what} {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{what} {path} must be a mapping, got {type(data).__name__}")
+    return data
+
+
 def load_train_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
                       **values: Any) -> TrainConfig:
     """A config from a YAML file (or defaults), then ``overrides`` (dotted keys), then keyword values."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise InputError(f"training config not found: {path}") from None
-        except (OSError, yaml.YAMLError) as exc:
-            raise InputError(f"cannot read training config {path}: {exc}") from exc
+    data = read_yaml(path, "training config") if path is not None else {}
     for dotted, value in (overrides or {}).items():
         set_dotted(data, dotted, value)
     data.update({k: v for k, v in values.items() if v is not None})
