@@ -4,8 +4,9 @@ that recomputes the teacher for each of the three students, in one run.
 Both loops train the same three students (same losses, election, mutual term, update) on the
 same batches; they differ only in how often the teacher runs:
 
-- ``room``: :class:`mlkd_training.room.Room`, the teacher once per batch under ``no_grad``;
-- ``per-student teacher``: the teacher recomputed for every student, also under ``no_grad``;
+- ``room``: :class:`mlkd_training.room.Room`, the teacher once per batch under ``no_grad``
+  (BatchNorm folded into its convolutions, as the trainer runs it);
+- ``per-student teacher``: the same teacher recomputed for every student, also under ``no_grad``;
 - ``per-student teacher, reference style``: as the MLKD reference code runs it, the teacher
   recomputed for every student with autograd on (its SiamRPN parameters trainable, the KD target
   not detached, so each backward also runs through the teacher).
@@ -19,7 +20,6 @@ writes JSON. Usage::
 from __future__ import annotations
 
 import argparse
-import copy
 import platform
 import sys
 import time
@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlkd_tracker.nets import SiamRPN  # noqa: E402
+from mlkd_tracker.nets.siamrpn import SiamRPN, fold_batchnorm  # noqa: E402
 from mlkd_tracker.report import format_table, write_json_atomic  # noqa: E402
 from mlkd_training.losses import gated_distillation, mutual_mse, response_kl, tracking_losses  # noqa: E402
 from mlkd_training.room import Learner, LossConfig, Room, elect, peak_ratio  # noqa: E402
@@ -130,9 +130,9 @@ def main() -> int:
                         "batch": args.batch, "steps": args.steps, "torch": torch.__version__, "widths": {}}
     for width in (float(w) for w in args.widths.split(",")):
         torch.manual_seed(0)
-        teacher = SiamRPN(width, enhancer=DarkLighter()).eval().requires_grad_(False)
-        reference_teacher = copy.deepcopy(teacher)
-        reference_teacher.backbone.requires_grad_(True)
+        reference_teacher = SiamRPN(width, enhancer=DarkLighter()).eval().requires_grad_(False)
+        teacher = fold_batchnorm(reference_teacher)
+        reference_teacher.backbone.requires_grad_(True)  # the reference trains these layers, never DarkLighter
         reference_teacher.rpn_head.requires_grad_(True)
         losses = LossConfig()
         loops = {

@@ -31,7 +31,7 @@ from torch import nn
 from mlkd_tracker.errors import InputError, ModelFileError
 from mlkd_tracker.nets.checkpoint import infer_width, load_siamrpn, load_state_strict, read_checkpoint, \
     save_checkpoint
-from mlkd_tracker.nets.siamrpn import SiamRPN
+from mlkd_tracker.nets.siamrpn import SiamRPN, fold_batchnorm
 from mlkd_tracker.report import write_json_atomic
 from mlkd_training.pairs import PairDataset, PairSource
 from mlkd_training.room import Learner, Room
@@ -283,7 +283,9 @@ class Trainer:
             set_trainable(model, config, 0)
         self.optimizers = {name: make_optimizer(m, config) for name, m in self.models.items()}
         self._trainable = self._trainable_signature()
-        self.room = Room(self._learners(), self.teacher, config.losses, mutual=config.mode == "ml",
+        # the frozen teacher runs with its BatchNorms folded into the convolutions (one pass less per layer)
+        frozen = fold_batchnorm(self.teacher) if self.teacher is not None else None
+        self.room = Room(self._learners(), frozen, config.losses, mutual=config.mode == "ml",
                          grad_clip=config.optim.grad_clip)
         self.dataset = PairDataset(sources, config.pairs, config.targets, seed=config.seed)
         self.sampler = EpochSampler(config.pairs.pairs_per_epoch, config.optim.batch_size, self.dist)
