@@ -143,7 +143,17 @@ def main() -> int:
         }
         speeds = {name: measure(room, batches, args.warmup) for name, room in loops.items()}
         ours = speeds["room (teacher once per batch)"]
-        report["widths"][str(width)] = {name: {"pairs_per_s": s, "room_speedup": ours / s} for name, s in speeds.items()}
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for batch in batches[args.warmup:]:
+                teacher(batch["template"], batch["search"])
+        teacher_s = (time.perf_counter() - t0) / args.steps
+        room_s = args.batch / ours
+        report["widths"][str(width)] = {
+            **{name: {"pairs_per_s": s, "room_speedup": ours / s} for name, s in speeds.items()},
+            "teacher_forward_s_per_batch": teacher_s, "room_step_s": room_s}
+        print(f"width {width:g}: teacher forward {teacher_s:.2f} s of a {room_s:.2f} s room step "
+              f"({100 * teacher_s / room_s:.0f}%); recomputing it for 3 students adds 2 more", flush=True)
         rows += [[width, name, s, ours / s] for name, s in speeds.items()]
         print(format_table(["width", "loop", "pairs/s", "room speed-up"], rows[-3:], floatfmt=".2f"), flush=True)
     print()

@@ -233,7 +233,7 @@ def model_card(p: PipelineConfig, configs: dict[str, TrainConfig], runs: dict[st
                command: str) -> str:
     """The Markdown model card: data, training, compute, held-out results and the distillation check."""
     scores = {ev.name: ev.overall.auc for ev in test_evals}
-    ml, nokd = scores.get("MLKD-Track"), scores.get("no-KD student")
+    ml, nokd = scores.get("MLKD-Track"), scores.get("no-KD-student")
     verdict = ("holds" if ml > nokd else "does NOT hold") if ml is not None and nokd is not None else "not measured"
     devices = sorted({r.get("device", "?") for r in runs.values() if "device" in r}) or ["(stages kept from earlier)"]
     stage_table = format_table(["stage", "mode", "epochs", "steps", "pairs", "minutes", "pairs/s"],
@@ -314,8 +314,8 @@ def run_pipeline(data: str | Path, out: str | Path, enhancer: str, config_path: 
     model_file = out / "mlkd_track.pth"
     best, val_evals = select_best(students, val_set, results, model_file, p.eval_workers, device, progress)
     print(f"[pipeline] selected {best}\n{results_table(val_evals)}")
-    trackers = {"MLKD-Track": str(model_file), "no-KD student": str(out / "nokd" / "base.pth"),
-                "teacher": str(out / "teacher" / "teacher.pth"), "daytime base": str(out / "base" / "base.pth"),
+    trackers = {"MLKD-Track": str(model_file), "no-KD-student": str(out / "nokd" / "base.pth"),
+                "teacher": str(out / "teacher" / "teacher.pth"), "day-base": str(out / "base" / "base.pth"),
                 **{peer.upper(): peer for peer in p.peers}}
     test_evals = evaluate_models(test_set, trackers, results, p.eval_workers, device, progress)
     from mlkd_training.evaluation.plots import plot_curves

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("mlkd_tracker.cli.bench", "time crop, network and post-processing per frame"),
     "train": ("mlkd_training.commands.train", "train SiamRPN, the teacher and MLKD students; select MLKD-Track"),
     "prepare": ("mlkd_training.commands.prepare", "cache 511 crops of a dataset so training skips full frames"),
+    "demo": ("mlkd_training.commands.demo", "generate a night clip, track it with MLKD-Track, save an annotated video"),
 }
 
 
