@@ -14,6 +14,10 @@ from mlkd_training.pipeline import split_names
 from training_data import single_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
+# the synthetic generator, the readers and the evaluation (issue 3) and DarkLighter (issue 4) come
+# from their own branches; until those are merged this module has nothing to run against
+for _module in ("mlkd_training.data.synth", "mlkd_training.evaluation.runner", "mlkd_tracker.nets.darklighter"):
+    pytest.importorskip(_module, reason=f"{_module} is not in this checkout yet")
 
 # every stage: one epoch of two steps on small crops (103 / 151)
 TINY_PIPELINE = {
@@ -31,7 +35,7 @@ def synth(tmp_path_factory):
     from mlkd_training.data.synth import SynthConfig, generate_dataset
 
     out = tmp_path_factory.mktemp("synth")
-    generate_dataset(out, SynthConfig(sequences=5, frames=(8, 10), width=128, height=96, name="Tiny"), seed=0,
+    generate_dataset(out, SynthConfig(sequences=5, frames=(6, 7), width=128, height=96, name="Tiny"), seed=0,
                      progress=False)
     return out
 
@@ -53,7 +57,7 @@ def test_split_is_deterministic_disjoint_and_complete():
     names = [f"s{i}" for i in range(20)]
     train, val, test = split_names(names, 0.15, 0.25, seed=3)
     assert (len(train), len(val), len(test)) == (12, 3, 5)
-    assert sorted(train + val + test) == names
+    assert sorted(train + val + test) == sorted(names)
     assert split_names(names, 0.15, 0.25, seed=3) == (train, val, test)
 
 
