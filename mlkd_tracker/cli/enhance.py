@@ -25,8 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "weights were trained; weights trained with --channel-order bgr are fed BGR)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", help="auto (fp16 on CUDA, fp32 on CPU), fp32 or fp16")
-    p.add_argument("--tile", type=int, default=None,
-                   help="tile side in px for large images (exact; default 160, 0 = one pass)")
+    p.add_argument("--tile", type=int, default=0,
+                   help="enhance in overlapping tiles of this side (px) to bound memory on very large frames; "
+                        "same result, not faster (e.g. 512 for 4K on an 8 GB Jetson); 0 = one pass")
     p.add_argument("--max-frames", type=int, default=None, help="stop a video or camera after this many frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -72,13 +73,13 @@ def run(args: argparse.Namespace) -> int:
     from mlkd_tracker.backends.torch_backend import resolve_device
     from mlkd_tracker.cli.track import VideoOut, _has_display
     from mlkd_tracker.frames import as_bgr_frame
-    from mlkd_tracker.nets.darklighter import DEFAULT_TILE, enhance_bgr_image, load_darklighter
+    from mlkd_tracker.nets.darklighter import enhance_bgr_image, load_darklighter
     from mlkd_tracker.report import format_table, latency_stats
     from mlkd_tracker.sources import IMAGE_SUFFIXES, open_source
 
     if args.show and not _has_display():
         raise InputError("--show needs a display and an OpenCV build with GUI support")
-    if args.tile is not None and args.tile < 0:
+    if args.tile < 0:
         raise InputError(f"--tile must be >= 0, got {args.tile}")
     source = Path(args.source)
     camera = args.source.isdigit() and not source.exists()
@@ -95,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"cannot encode an image as {output.suffix!r} for {output}; use .png or .jpg")
 
     device, dtype = resolve_device(args.device, args.precision)
-    tile = DEFAULT_TILE if args.tile is None else (args.tile or None)
-    model, meta = load_darklighter(args.weights, tile)
+    model, meta = load_darklighter(args.weights, args.tile or None)
     model = model.to(device, dtype)
     feed_bgr = args.as_teacher or meta.get("channel_order") == "bgr"  # weights trained on BGR say so
 
