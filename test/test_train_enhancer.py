@@ -9,7 +9,7 @@ import torch
 from mlkd_tracker.cli import main
 from mlkd_tracker.nets import DarkLighter
 from mlkd_tracker.nets.checkpoint import save_checkpoint
-from mlkd_tracker.nets.darklighter import load_darklighter
+from mlkd_tracker.nets.darklighter import enhance_bgr_image, load_darklighter
 from mlkd_training.enhancer.losses import darklighter_loss
 from mlkd_training.enhancer.train import (EnhancerTrainConfig, LowLightImages, official_init, train_enhancer,
                                           train_step)
@@ -107,8 +107,14 @@ def test_fine_tune_from_weights_and_the_perceptual_term(tmp_path):
 def test_bgr_training_is_recorded_and_used_by_enhance(tmp_path):
     images = dark_images(tmp_path / "imgs", count=2)
     assert main(_args(images, tmp_path / "run", "--epochs", "1", "--channel-order", "bgr")) == 0
-    _, meta = load_darklighter(tmp_path / "run" / "darklighter.pth")
+    model, meta = load_darklighter(tmp_path / "run" / "darklighter.pth")
     assert meta["channel_order"] == "bgr"
+    frame = cv2.imread(str(images / "night0.png"))
+    assert main(["enhance", str(images / "night0.png"), "--weights", str(tmp_path / "run" / "darklighter.pth"),
+                 "--output", str(tmp_path / "lit.png")]) == 0
+    lit = cv2.imread(str(tmp_path / "lit.png"))
+    assert np.array_equal(lit, enhance_bgr_image(model, frame, as_teacher=True))  # fed BGR, as trained
+    assert not np.array_equal(lit, enhance_bgr_image(model, frame))
 
 
 def _write_empty(d):

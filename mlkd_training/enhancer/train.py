@@ -146,7 +146,7 @@ def _read_training_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str,
 
 
 def save_plot(history: list[dict[str, float]], path: Path) -> Path:
-    """Loss curves per term (log scale) over epochs, as a PNG written atomically."""
+    """Loss curves per term over epochs (log scale once a term spans a decade), as a PNG written atomically."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -161,11 +161,11 @@ def save_plot(history: list[dict[str, float]], path: Path) -> Path:
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if min(values) > 0:
+        if min(values) > 0 and max(values) > 10 * min(values):
             ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
     fig.suptitle("DarkLighter training losses (weighted)")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.16, top=0.8, wspace=0.45)  # tight_layout costs seconds
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
