@@ -26,6 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--teacher", help="teacher model file (default: models/mlkd_teacher.yaml, random weights)")
     p.add_argument("--student", help="student model file (default: models/mlkd_track.yaml, random weights)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice; 1 gives steadier figures on a busy machine)")
     p.add_argument("--repeats", type=int, default=10, help="timed enhancer calls per input size")
     p.add_argument("--frames", type=int, default=20, help="timed tracking frames per model")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls / frames first")
@@ -114,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         raise InputError(f"--size expects WxH, e.g. 1280x720, got {args.size!r}") from None
     device, dtype = resolve_device(args.device, "auto")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = load_darklighter(args.weights)[0] if args.weights else DarkLighter()
     model = model.to(device, dtype).eval()

@@ -26,8 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", help="auto (fp16 on CUDA, fp32 on CPU), fp32 or fp16")
     p.add_argument("--tile", type=int, default=0,
-                   help="enhance in overlapping tiles of this side (px) to bound memory on very large frames; "
-                        "same result, not faster (e.g. 512 for 4K on an 8 GB Jetson); 0 = one pass")
+                   help="enhance in overlapping tiles of this side (px) to bound memory on very large frames "
+                        "(e.g. 512 for 4K on an 8 GB Jetson); same result; 0 = one pass")
     p.add_argument("--max-frames", type=int, default=None, help="stop a video or camera after this many frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

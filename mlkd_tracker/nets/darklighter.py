@@ -53,8 +53,9 @@ class DarkLighter(nn.Module):
     ``tile_size`` (default ``None``: one pass): when no gradient is needed (inference, or a
     frozen enhancer) and no graph is being exported, larger images are enhanced in overlapping
     tiles of this side to bound memory. The 8 px halo exceeds the 6 px receptive radius, so the
-    result equals one pass up to float rounding. It is not faster: on a 2-core x86 CPU one
-    channels-last pass beat every tile size tried (128 to 224 px).
+    result equals one pass up to float rounding. Tracker crops gain nothing from it (one
+    channels-last pass was as fast on a 2-core x86 CPU); ``bench/enhancer.py`` times both ways
+    on a full frame.
     """
 
     def __init__(self, tile_size: int | None = None):
