@@ -129,6 +129,7 @@ def _write_unreadable(d):
 @pytest.mark.parametrize("setup,extra,message", [
     (_write_empty, ["{d}/empty"], "no images"),
     (_write_unreadable, ["{d}/empty"], "cannot read training image"),
+    (_write_unreadable, ["{d}/empty", "--workers", "1"], "cannot read training image"),  # from a worker process
     (None, ["--resume", "{d}/nothing/last.pth"], "checkpoint not found"),
     (lambda d: torch.save(random_darklighter_state(), d / "official.pth"), ["--resume", "{d}/official.pth"],
      "not a train-enhancer training state"),
@@ -145,4 +146,4 @@ def test_bad_input_gives_one_clear_error(tmp_path, capsys, setup, extra, message
     folder = extra.pop(0) if extra[0].endswith("empty") else images  # the images folder given, or a bad one
     assert main(_args(folder, tmp_path / "run", "--epochs", "1", *extra)) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -15,14 +15,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True,
                    help="DarkLighter weights: the official .pth, a train-enhancer checkpoint, or a teacher checkpoint")
     p.add_argument("--output", default=None,
-                   help="output image / folder / video (default: beside the input with an _enhanced suffix; "
-                        "a camera is only shown unless this is given)")
+                   help="output image / folder / video; without it, beside the input with an _enhanced suffix "
+                        "(a camera is then only shown)")
     p.add_argument("--side-by-side", action="store_true",
                    help="preview: write (and show) the input and the enhanced image side by side")
     p.add_argument("--show", action="store_true", help="show the result live (needs a display; q quits)")
     p.add_argument("--as-teacher", action="store_true",
-                   help="feed BGR channels as they are, as the MLKD teacher does (default: RGB, as the official "
-                        "weights were trained; weights trained with --channel-order bgr are fed BGR)")
+                   help="feed BGR channels as they are, as the MLKD teacher does; otherwise RGB, as the official "
+                        "weights were trained (weights trained with --channel-order bgr are always fed BGR)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", help="auto (fp16 on CUDA, fp32 on CPU), fp32 or fp16")
     p.add_argument("--tile", type=int, default=0,

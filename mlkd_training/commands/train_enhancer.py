@@ -10,9 +10,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="output folder: last.pth, epoch_NNN.pth, darklighter.pth, history.json, losses.png, preview.png")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--init", metavar="WEIGHTS",
-                       help="fine-tune from these DarkLighter weights (default: train from scratch)")
+                       help="fine-tune from these DarkLighter weights instead of training from scratch")
     start.add_argument("--resume", nargs="?", const="", metavar="LAST_PTH",
-                       help="continue a run from its last.pth (default: the one in --out)")
+                       help="continue a run from its last.pth; without a path, the one in --out")
     p.add_argument("--epochs", type=int, default=200, help="total epochs (a resumed run continues up to this)")
     p.add_argument("--batch-size", type=int, default=32, help="images per step")
     p.add_argument("--size", type=int, default=256, help="training images are resized to SIZE x SIZE")

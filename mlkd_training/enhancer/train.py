@@ -187,6 +187,15 @@ def save_preview(model: DarkLighter, dataset: LowLightImages, path: Path, count:
     return write_bytes_atomic(path, data.tobytes())
 
 
+def _batches(loader: DataLoader) -> Iterable[torch.Tensor]:
+    """The loader's batches; an unreadable image reported from a worker process becomes one clear line."""
+    try:
+        yield from loader
+    except SourceError as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise SourceError(lines[-1].split("SourceError: ", 1)[-1]) from None
+
+
 def train_enhancer(images: str | os.PathLike, out_dir: str | os.PathLike,
                    config: EnhancerTrainConfig = EnhancerTrainConfig(), init: str | os.PathLike | None = None,
                    resume: str | os.PathLike | None = None, vgg16: str | os.PathLike | None = None,
@@ -240,7 +249,7 @@ def train_enhancer(images: str | os.PathLike, out_dir: str | os.PathLike,
                                 generator=torch.Generator().manual_seed(config.seed + epoch))
             sums: dict[str, float] = {}
             steps = skipped = 0
-            for batch in loader:
+            for batch in _batches(loader):
                 terms = train_step(model, batch.to(device), optimizer, config.weights, vgg, config.grad_clip)
                 bar.update(1)
                 if terms is None:
