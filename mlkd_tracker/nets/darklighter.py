@@ -32,7 +32,7 @@ from mlkd_tracker.errors import ModelFileError
 ITERATIONS = 8          # refinement steps, one (r_i, n_i) pair each
 FEATURES = 32           # LE-Net hidden channels
 RECEPTIVE_RADIUS = 6    # six chained 3x3 convs: an output pixel depends on inputs within 6 px
-_HALO = 8               # >= RECEPTIVE_RADIUS: tiles overlap by this much on every side
+_HALO = RECEPTIVE_RADIUS + 2  # tiles overlap by this much on every side (exact results need >= the radius)
 
 
 class Enhanced(NamedTuple):

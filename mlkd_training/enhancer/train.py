@@ -183,7 +183,7 @@ def save_preview(model: DarkLighter, dataset: LowLightImages, path: Path, count:
     for i in np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int):
         image = dataset.read(int(i))
         rows.append(side_by_side(image, enhance_bgr_image(cpu.eval(), image, dataset.channel_order == "bgr")))
-    ok, data = cv2.imencode(".png", np.concatenate(rows, axis=0))
+    _, data = cv2.imencode(".png", np.concatenate(rows, axis=0))
     return write_bytes_atomic(path, data.tobytes())
 
 
