@@ -17,6 +17,11 @@ from mlkd_tracker.errors import MLKDError
 COMMANDS: dict[str, tuple[str, str]] = {
     "track": ("mlkd_tracker.cli.track", "track a target in a video, a frame folder or a camera"),
     "bench": ("mlkd_tracker.cli.bench", "time crop, network and post-processing per frame"),
+    "enhance": ("mlkd_tracker.cli.enhance", "brighten an image, folder, video or camera with DarkLighter"),
+    "train-enhancer": ("mlkd_training.commands.train_enhancer",
+                       "train or fine-tune DarkLighter on low-light images (non-reference losses)"),
+    "build-teacher": ("mlkd_training.commands.build_teacher",
+                      "assemble the MLKD teacher (DarkLighter + SiamRPN) into one model file"),
 }
 
 
