@@ -42,19 +42,24 @@ def latency_stats(values_ms: Sequence[float]) -> dict[str, float]:
     return {"mean": float(a.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file via a temp file in the same folder and a rename: never half-written."""
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write a file via a temp file in the same folder and a rename: never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a UTF-8 text file atomically (see :func:`write_bytes_atomic`)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
