@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="fp32 .onnx export, checkpoint or model YAML (default: bundled, random weights)")
     p.add_argument("--calib-clips", type=int, default=16, help="calibration clips (5 frames each)")
+    p.add_argument("--held-out-clips", type=int, default=8, help="night clips (5 frames) for the output errors")
     p.add_argument("--repeats", type=int, default=30, help="timed search runs per variant (and as many fp32)")
     p.add_argument("--variants", nargs="*", help=f"subset of: {', '.join(VARIANTS)}")
     p.add_argument("--json", metavar="PATH", help="write the table as JSON")
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         fp32 = fp32_export(args.model, folder)
         calibration = record_calibration_feeds(fp32, generated_night_sequences(args.calib_clips, seed=0))
-        held_out = record_calibration_feeds(fp32, generated_night_sequences(8, seed=1)).search_feeds
+        held_out = record_calibration_feeds(fp32, generated_night_sequences(args.held_out_clips, seed=1)).search_feeds
         options = ort.SessionOptions()
         options.log_severity_level = 3
         fp32_session = ort.InferenceSession(str(fp32), options, providers=["CPUExecutionProvider"])

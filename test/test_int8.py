@@ -11,7 +11,7 @@ from fakes import moving_square_frames
 from mlkd_tracker.backends import create_tracker, load_model
 from mlkd_tracker.errors import InputError, ModelFileError, SourceError
 from mlkd_training.data import Dataset, Sequence
-from mlkd_training.export.int8 import (QuantOptions, darken, dataset_sequences, generated_night_sequences,
+from mlkd_training.export.int8 import (NightCamera, QuantOptions, dataset_sequences, generated_night_sequences,
                                        layer_groups, quantize_int8, record_calibration_feeds, source_sequences)
 
 
@@ -33,8 +33,10 @@ def test_generated_night_frames_are_dark_and_noisy():
         assert frames[0].mean() < 90  # a low-light exposure
         assert 0 <= x and x + w <= 160 and 0 <= y and y + h <= 120
     flat = np.full((64, 64, 3), 128, np.uint8)
-    dark = darken(flat, np.random.default_rng(0))
-    assert dark.mean() < flat.mean() and dark.std() > 1.0  # darker, and shot/read noise on a flat patch
+    rng = np.random.default_rng(0)
+    dark = NightCamera.sample(rng)(flat, rng)
+    assert dark.mean() < 0.5 * flat.mean() and dark.std() > 1.0  # darker, and shot/read noise on a flat patch
+    assert dark[..., 0].mean() < dark[..., 2].mean()  # street-light cast: weak in blue
 
 
 def test_quantised_pair_runs_as_a_tracker_close_to_fp32(calibrated):

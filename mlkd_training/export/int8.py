@@ -16,7 +16,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -81,38 +81,66 @@ def _sample_photos() -> list[np.ndarray]:
     return photos
 
 
-def darken(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A daylight BGR frame as a low-light camera would record it: exposure cut, street-light cast, shot and read noise."""
-    linear = (frame.astype(np.float32) / 255.0) ** 2.2
-    exposure = rng.uniform(0.04, 0.2)
-    cast = np.array([rng.uniform(0.55, 0.9), rng.uniform(0.8, 1.0), 1.0], np.float32)  # sodium / warm LED
-    photons = rng.uniform(200, 1500)  # full-well scale: fewer photons, more shot noise
-    signal = linear * exposure * cast
-    noisy = rng.poisson(signal * photons) / photons + rng.normal(0, rng.uniform(0.002, 0.01), signal.shape)
-    return (np.clip(noisy, 0, 1) ** (1 / 2.2) * 255).astype(np.uint8)
+@dataclass(frozen=True)
+class NightCamera:
+    """A low-light exposure drawn once per clip: exposure cut, street-light colour cast, shot and read noise."""
+
+    exposure: float      # fraction of the daylight linear signal that reaches the sensor
+    cast: tuple          # BGR gains: sodium / warm LED light is weak in blue
+    photons: float       # full-well scale: fewer photons, more shot noise
+    read_noise: float    # Gaussian read noise (fraction of full scale)
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> "NightCamera":
+        return cls(float(rng.uniform(0.01, 0.08)), (float(rng.uniform(0.55, 0.9)), float(rng.uniform(0.8, 1.0)), 1.0),
+                   float(rng.uniform(200, 1500)), float(rng.uniform(0.002, 0.01)))
+
+    def __call__(self, frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The daylight BGR ``frame`` as this camera records it at night."""
+        signal = (frame.astype(np.float32) / 255.0) ** 2.2 * self.exposure * np.float32(self.cast)
+        noisy = rng.poisson(signal * self.photons) / self.photons + rng.normal(0, self.read_noise, signal.shape)
+        return (np.clip(noisy, 0, 1) ** (1 / 2.2) * 255).astype(np.uint8)
+
+
+def generated_night_clips(count: int = 16, frames: int = 5, size: tuple[int, int] = (640, 360),
+                          seed: int = 0) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
+    """Night clips with exact ground truth: ``(frames, gt)``, gt rows ``x, y, w, h``, generated one at a time.
+
+    The background is a darkened sample photo under a drifting camera; the target is a patch of
+    another photo moving on its own across it, inside the frame for the whole clip.
+    """
+    rng = np.random.default_rng(seed)
+    photos = _sample_photos()
+    w, h = size
+    for _ in range(count):
+        background, source = (photos[i] for i in rng.choice(len(photos), 2, replace=len(photos) < 2))
+        scale = max(w / background.shape[1], h / background.shape[0]) * rng.uniform(1.1, 1.6)
+        big = cv2.resize(background, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        x0, y0 = rng.uniform(0, big.shape[1] - w), rng.uniform(0, big.shape[0] - h)
+        camera = rng.uniform(-4, 4, 2)  # pan, px per frame
+        bw, bh = int(rng.uniform(0.06, 0.2) * w), int(rng.uniform(0.08, 0.25) * h)
+        sy, sx = rng.integers(0, source.shape[0] - bh), rng.integers(0, source.shape[1] - bw)
+        target = source[sy:sy + bh, sx:sx + bw]
+        steps = max(frames - 1, 1)
+        vx, vy = (rng.uniform(-1, 1) * 0.6 * (w - bw) / steps, rng.uniform(-1, 1) * 0.6 * (h - bh) / steps)
+        x = rng.uniform(max(0, -vx * steps), min(w - bw, w - bw - vx * steps))
+        y = rng.uniform(max(0, -vy * steps), min(h - bh, h - bh - vy * steps))
+        camera_model = NightCamera.sample(rng)
+        clip, gt = [], []
+        for i in range(frames):
+            m = np.float32([[1, 0, -(x0 + camera[0] * i)], [0, 1, -(y0 + camera[1] * i)]])
+            frame = cv2.warpAffine(big, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+            tx, ty = int(round(x + vx * i)), int(round(y + vy * i))
+            frame[ty:ty + bh, tx:tx + bw] = target
+            clip.append(camera_model(frame, rng))
+            gt.append((tx, ty, bw, bh))
+        yield clip, np.asarray(gt, np.float64)
 
 
 def generated_night_sequences(count: int = 16, frames: int = 5, size: tuple[int, int] = (640, 360),
                               seed: int = 0) -> list[CalibrationSequence]:
-    """Short night clips cut from darkened sample photos, with a drifting camera and a random target box."""
-    rng = np.random.default_rng(seed)
-    photos = _sample_photos()
-    w, h = size
-    sequences = []
-    for _ in range(count):
-        photo = photos[rng.integers(len(photos))]
-        scale = max(w / photo.shape[1], h / photo.shape[0]) * rng.uniform(1.1, 1.6)
-        big = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-        x0, y0 = rng.uniform(0, big.shape[1] - w), rng.uniform(0, big.shape[0] - h)
-        vx, vy = rng.uniform(-6, 6, 2)
-        clip = []
-        for i in range(frames):
-            m = np.float32([[1, 0, -(x0 + vx * i)], [0, 1, -(y0 + vy * i)]])
-            clip.append(darken(cv2.warpAffine(big, m, (w, h), borderMode=cv2.BORDER_REFLECT), rng))
-        bw, bh = rng.uniform(0.05, 0.2) * w, rng.uniform(0.05, 0.2) * h
-        box = (float(rng.uniform(0, w - bw)), float(rng.uniform(0, h - bh)), float(bw), float(bh))
-        sequences.append((clip, box))
-    return sequences
+    """Calibration clips from :func:`generated_night_clips`, each with its first ground-truth box."""
+    return [(clip, tuple(float(v) for v in gt[0])) for clip, gt in generated_night_clips(count, frames, size, seed)]
 
 
 def source_sequences(source: str | os.PathLike, count: int = 16, frames: int = 5,
