@@ -1,6 +1,8 @@
 """ONNX export (template + search graphs, metadata) and the ONNX Runtime backend against torch."""
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -58,7 +60,7 @@ def test_teacher_graph_runs_the_enhancer():
 
 def test_onnxruntime_tracks_the_same_boxes_as_torch():
     model, paths, tracking = tiny_export("student")
-    frames, boxes = moving_square_frames(30, size=(240, 320), step=(3.0, 2.0))
+    frames, boxes = moving_square_frames(20, size=(240, 320), step=(3.0, 2.0))
     results = {}
     for label, tracker in (("torch", SiamRPNTracker(TorchBackend(model, "cpu", "fp32"), tracking)),
                            ("onnxruntime", create_tracker(paths["search"], "cpu")[0])):
@@ -151,3 +153,18 @@ def test_checkpoints_need_an_export_for_onnxruntime(tmp_path):
 def test_opset_below_17_is_refused(tmp_path):
     with pytest.raises(InputError, match="opset must be >= 17"):
         export_onnx(tiny_export("student")[0], tmp_path / "m", TrackerConfig(), "m", opset=13)
+
+
+def test_onnx_and_tensorrt_backends_run_without_torch():
+    """A drone image may carry onnxruntime but no PyTorch: tracking an .onnx must not import torch."""
+    _, paths, _ = tiny_export("student")
+    code = ("import sys\n"
+            "import numpy as np\n"
+            "import mlkd_tracker.backends.tensorrt_backend\n"
+            "from mlkd_tracker.backends import create_tracker\n"
+            f"tracker, _ = create_tracker({str(paths['search'])!r})\n"
+            "frame = np.zeros((240, 320, 3), np.uint8)\n"
+            "tracker.init(frame, (100, 100, 30, 30))\n"
+            "tracker.update(frame)\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -277,7 +277,7 @@ def build_serialized_engine(onnx_path: Path, precision: str, log: Log = _quiet,
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     if precision == "fp16":
-        if not builder.platform_has_fast_fp16:
+        if not getattr(builder, "platform_has_fast_fp16", True):  # deprecated in newer TensorRT
             log("tensorrt: this GPU has no fast fp16; building fp16 anyway")
         config.set_flag(trt.BuilderFlag.FP16)
     if hasattr(trt, "IProgressMonitor"):
@@ -404,30 +404,26 @@ class TensorRTBackend:
         self._crop_shapes = {"template": (c.exemplar_size, c.exemplar_size, 3),
                              "search": (c.instance_size, c.instance_size, 3)}
 
-    def _upload(self, crop: np.ndarray, role: str) -> None:
+    def _enqueue(self, role: str, crop: np.ndarray, kernels: DeviceKernels) -> None:
+        """Bind the target's kernels, copy the crop in and run the ``role`` engine on the stream."""
         if crop.shape != self._crop_shapes[role] or crop.dtype != np.uint8:
             raise InputError(f"{role} crop must be {self._crop_shapes[role]} uint8, got {crop.shape} {crop.dtype}")
+        context = self.contexts[role]
+        for name, ptr in kernels.ptrs.items():  # outputs of the template engine, inputs of the search engine
+            context.set_tensor_address(self.tensors[role][name], ptr)
         self._host[role][0] = crop.transpose(2, 0, 1)  # uint8 HWC -> float32 CHW in the pinned buffer
         self._buffers.to_device(self._device[role], self._host[role])
+        if not context.execute_async_v3(int(self._buffers.stream)):
+            raise ModelFileError(f"TensorRT failed to run the {role} engine")
 
     def template(self, crop: np.ndarray) -> DeviceKernels:
         kernels = DeviceKernels(self._buffers, self._kernel_bytes)
-        context = self.contexts["template"]
-        for name, ptr in kernels.ptrs.items():
-            context.set_tensor_address(self.tensors["template"][name], ptr)
-        self._upload(crop, "template")
-        if not context.execute_async_v3(int(self._buffers.stream)):
-            raise ModelFileError("TensorRT failed to run the template engine")
+        self._enqueue("template", crop, kernels)
         self._buffers.synchronize()
         return kernels
 
     def search(self, crop: np.ndarray, kernels: DeviceKernels) -> tuple[np.ndarray, np.ndarray]:
-        context = self.contexts["search"]
-        for name, ptr in kernels.ptrs.items():
-            context.set_tensor_address(self.tensors["search"][name], ptr)
-        self._upload(crop, "search")
-        if not context.execute_async_v3(int(self._buffers.stream)):
-            raise ModelFileError("TensorRT failed to run the search engine")
+        self._enqueue("search", crop, kernels)
         self._buffers.to_host(self._host["cls"], self._device["cls"])
         self._buffers.to_host(self._host["loc"], self._device["loc"])
         self._buffers.synchronize()
@@ -470,29 +466,23 @@ def build_engines_torch2trt(model, meta: ExportMeta, precision: str, log: Log = 
         conv.set_input(1, reshape.get_output(0))
         ctx.method_return._trt = conv.get_output(0)
 
-    class Template(torch.nn.Module):
-        def __init__(self):
+    class Branch(torch.nn.Module):
+        """One branch (a bound method of the model) as the module torch2trt converts."""
+
+        def __init__(self, method):
             super().__init__()
-            self.model = model
+            self.method = method
 
-        def forward(self, template):
-            return self.model.template_kernels(template)
-
-    class Search(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, search, kernel_cls, kernel_loc):
-            return self.model.track(search, kernel_cls, kernel_loc)
+        def forward(self, *inputs):
+            return self.method(*inputs)
 
     model = model.float().cuda().eval()
     io = meta.io
     template = torch.rand(io["template"], device="cuda") * 255
     with torch.no_grad():
         kernels = model.template_kernels(template)
-    modules = {"template": (Template().eval(), [template]),
-               "search": (Search().eval(), [torch.rand(io["search"], device="cuda") * 255, *kernels])}
+    modules = {"template": (Branch(model.template_kernels).eval(), [template]),
+               "search": (Branch(model.track).eval(), [torch.rand(io["search"], device="cuda") * 255, *kernels])}
     engines = {}
     for role, (module, inputs) in modules.items():
         log(f"torch2trt: converting the {role} branch ({precision})")
