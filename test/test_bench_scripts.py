@@ -66,3 +66,14 @@ def test_int8_variants_script_times_and_compares_a_variant(fp32_copy, tmp_path):
     result = json.loads(report.read_text())["variants"][name]
     assert result["speedup"] == pytest.approx(result["fp32_search_p50_ms"] / result["int8_search_p50_ms"])
     assert 0 <= result["best_anchor_agreement"] <= 1 and result["max_relative_diff"] < 0.5
+
+
+def test_error_stats_on_known_arrays():
+    tol = load_script("tolerances")
+    ref = [(np.zeros((1, 2, 1, 2), np.float32) + [[[[0, 1]], [[0, 3]]]], np.full((1, 4, 1, 2), 2.0, np.float32))]
+    out = [(ref[0][0] + 0.5, ref[0][1] - 0.25)]
+    stats = tol.error_stats(ref, out)
+    assert stats["max_abs_cls"] == 0.5 and stats["max_abs_loc"] == 0.25
+    assert stats["max_relative"] == pytest.approx(0.5 / 3)
+    assert stats["best_anchor_agreement"] == 1.0  # a uniform shift keeps the best anchor
+

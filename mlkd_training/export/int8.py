@@ -190,6 +190,7 @@ class CropRecorder:
         self.inner = inner
         self.template_feeds: list[dict[str, np.ndarray]] = []
         self.search_feeds: list[dict[str, np.ndarray]] = []
+        self.search_template: list[int] = []  # index of the template feed each search feed belongs to
         self._kernels: dict[str, np.ndarray] = {}
 
     def template(self, crop: np.ndarray):
@@ -200,6 +201,7 @@ class CropRecorder:
 
     def search(self, crop: np.ndarray, kernels):
         self.search_feeds.append({"search": self.inner.graph_input(crop, "search"), **self._kernels})
+        self.search_template.append(len(self.template_feeds) - 1)
         return self.inner.search(crop, kernels)
 
 
