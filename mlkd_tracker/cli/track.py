@@ -1,4 +1,4 @@
-"""``mlkd track``: run the tracker over a video, an image folder or a camera."""
+"""``mlkd track``: run the tracker over a video, an image folder, a camera or a rosbag2 (field-test replay)."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,13 @@ from mlkd_tracker.errors import InputError, SourceError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="video file, folder of frames (natural sort) or camera index (e.g. 0)")
+    p.add_argument("source", nargs="?", help="video file, folder of frames (natural sort), camera index (e.g. 0) "
+                   "or rosbag2")
+    p.add_argument("--bag", metavar="BAG", help="replay a rosbag2 instead: .mcap file, .db3 file or bag folder "
+                   "(read with rosbags; no ROS install needed)")
+    p.add_argument("--topic", help="image topic in the bag (sensor_msgs/Image or CompressedImage; default: its only one)")
+    p.add_argument("--init-topic", metavar="TOPIC", help="bag topic with the recorded target selection "
+                   "(PolygonStamped or RegionOfInterest), used when --init is not given (default: its only one)")
     p.add_argument("--model", default=None,
                    help="model file: .pth/.safetensors (torch), .onnx, .engine, or a models/*.yaml "
                         "(default: the bundled MLKD-Track)")
@@ -23,11 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto (fp16 on CUDA/TensorRT, else what the file holds), fp32, fp16 or int8 (picks the "
                         ".int8 export of an .onnx)")
     init = p.add_mutually_exclusive_group()
-    init.add_argument("--init", metavar="X,Y,W,H", help="initial box on the first frame, pixels")
+    init.add_argument("--init", metavar="X,Y,W,H", help="initial box on the first frame, pixels (a bag can "
+                      "supply its recorded selection instead)")
     init.add_argument("--select", action="store_true", help="draw the initial box on the first frame (needs a display)")
     p.add_argument("--output", metavar="TXT", help="results file: one x,y,w,h line per frame, the first is the init box")
     p.add_argument("--save-video", metavar="MP4", help="write the frames with box, score and FPS drawn")
-    p.add_argument("--latency", metavar="CSV", help="write per-frame stage times (ms) as CSV")
+    p.add_argument("--latency", metavar="CSV", help="write per-frame stage times (ms) as CSV (with the header "
+                   "stamp of each frame for bags)")
     p.add_argument("--show", action="store_true", help="show the tracking live (needs a display; q quits)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -102,17 +110,27 @@ def run(args: argparse.Namespace) -> int:
     from mlkd_tracker.draw import draw_result
     from mlkd_tracker.frames import as_bgr_frame, parse_box
     from mlkd_tracker.report import format_table, latency_stats, write_text_atomic
-    from mlkd_tracker.sources import open_source
+    from mlkd_tracker.sources import BagSource, is_bag, open_source
     from mlkd_tracker.tracker import Status, TrackResult
 
     if args.show and not _has_display():
         raise InputError("--show needs a display and an OpenCV build with GUI support")
+    if (args.source is None) == (args.bag is None):
+        raise InputError("give one input: a video, frame folder, camera index or bag, or --bag FILE")
+    bag = args.bag or (args.source if is_bag(Path(args.source)) else None)
+    if (args.topic or args.init_topic) and bag is None:
+        raise InputError("--topic and --init-topic need a bag (--bag FILE)")
     init_box = parse_box(args.init) if args.init else None
-    if init_box is None and not args.select:
+    if init_box is None and not args.select and bag is None:
         raise InputError("give the initial box with --init x,y,w,h or draw it with --select")
     tracker, loaded = create_tracker(args.model, args.device, args.precision, parse_overrides(args.overrides),
                                      backend=args.backend, log=None if args.quiet else print)
-    source = open_source(args.source)
+    source = BagSource(bag, args.topic) if bag else open_source(args.source)
+    if init_box is None and not args.select and isinstance(source, BagSource):
+        init_box, kind, when = source.recorded_init(args.init_topic)
+        source.start_at_recorded_init(kind, when)
+        print(f"target from the bag: {','.join(f'{v:g}' for v in init_box)} "
+              f"({'on the frame stamped' if kind == 'stamp' else 'on the newest frame at'} {when / 1e9:.3f} s)")
     frames = iter(source)
     try:
         first = as_bgr_frame(next(frames))
@@ -164,8 +182,10 @@ def run(args: argparse.Namespace) -> int:
         if args.output:
             write_text_atomic(args.output, "".join(",".join(f"{v:.4f}" for v in b) + "\n" for b in boxes))
         if args.latency:
-            rows = ["frame,crop_ms,network_ms,post_ms,update_ms"] + [
+            stamps = getattr(source, "stamps", None)
+            rows = ["frame,crop_ms,network_ms,post_ms,update_ms" + (",stamp_ns" if stamps else "")] + [
                 f"{i + 1},{t.crop_ms:.4f},{t.network_ms:.4f},{t.post_ms:.4f},{lat:.4f}"
+                + (f",{stamps[i + 1]}" if stamps else "")
                 for i, (t, lat) in enumerate(zip(times, latencies))]
             write_text_atomic(args.latency, "\n".join(rows) + "\n")
 
