@@ -88,8 +88,13 @@ def test_bench_on_a_checkpoint_exports_and_times_every_available_backend(exporte
         assert "TensorRT is not installed" in data["skipped"]["tensorrt-fp16"]
 
 
-def test_bench_refuses_what_cannot_run(exported, capsys):
+def test_bench_refuses_what_cannot_run(exported, capsys, tmp_path):
     assert main(["bench", "--backends", "tflite"]) == 2
     assert "unknown --backends ['tflite']" in capsys.readouterr().err
     assert main(["bench", "--model", str(exported.parent / "student.onnx"), "--backends", "torch-cpu"]) == 2
     assert "no backend can run here: torch-cpu: the model is an ONNX export" in capsys.readouterr().err
+    if importlib.util.find_spec("tensorrt") is None:  # an engine file: only the tensorrt variants apply
+        (tmp_path / "m.fp16.engine").write_bytes(b"x")
+        assert main(["bench", "--model", str(tmp_path / "m.fp16.engine")]) == 2
+        err = capsys.readouterr().err
+        assert "torch-cpu: the model is a TensorRT engine" in err and "tensorrt-fp16: TensorRT is not installed" in err

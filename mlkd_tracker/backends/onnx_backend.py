@@ -66,8 +66,7 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, paths: dict[str, Path], device: str = "auto", precision: str = "auto",
-                 threads: int = 0):
+    def __init__(self, paths: dict[str, Path], device: str = "auto", precision: str = "auto"):
         ort = _ort()
         self.paths = paths
         if precision == "auto" and device.startswith("tensorrt"):
@@ -78,7 +77,6 @@ class OnnxRuntimeBackend:
         self.device, providers = providers_for(device, precision, paths["search"].parent)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads  # 0: one per physical core
         options.log_severity_level = 3          # errors only; providers warn about node placement
         self.sessions, metas = {}, {}
         for role, path in paths.items():

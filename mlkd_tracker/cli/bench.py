@@ -38,8 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "A checkpoint is exported to ONNX and int8 on the fly (needs the training extras); an .onnx is "
         "benchmarked as it is, with its .int8 sibling when present.")
     p.add_argument("--model", default=None,
-                   help="checkpoint, model YAML or .onnx export (default: the bundled MLKD-Track architecture "
-                        "with random weights, which is fine for timing)")
+                   help="checkpoint, model YAML, .onnx export or TensorRT .engine (default: the bundled MLKD-Track "
+                        "architecture with random weights, which is fine for timing)")
     p.add_argument("--backends", nargs="+", metavar="NAME", default=None,
                    help=f"variants to run (default: every available one of {', '.join(DEFAULT_VARIANTS)}; "
                         f"also: tensorrt-fp32)")
@@ -112,6 +112,8 @@ class Run:
 def _available(name: str, model_kind: str) -> str | None:
     """Why variant ``name`` cannot run here (None when it can)."""
     backend, device, precision, needs = VARIANTS[name]
+    if model_kind == "engine" and backend != "tensorrt":
+        return "the model is a TensorRT engine"
     if needs == "torch" and model_kind != "torch":
         return "the model is an ONNX export (torch runs checkpoints)"
     exported = needs in ("onnx", "int8")
@@ -140,8 +142,10 @@ def _prepare_files(model: str | None, model_kind: str, names: list[str], folder:
     files: dict[str, Any] = {"torch": model}
     if not any(VARIANTS[n][3] in ("onnx", "int8") for n in names):
         return files
-    if model_kind == "onnx":
-        files["onnx"] = Path(model)
+    if model_kind in ("onnx", "engine"):
+        files["onnx"] = Path(model)  # an engine file serves the tensorrt variants directly
+        if model_kind == "engine":
+            return files
     else:  # a checkpoint: export it (the training side owns exporting; imported only for this)
         from mlkd_training.export.onnx_export import export_model
         files["onnx"] = export_model(model, folder / "model", allow_random_weights=True, log=log)["search"]
@@ -172,9 +176,11 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.backends or []) - set(VARIANTS))
     if unknown:
         raise InputError(f"unknown --backends {unknown}; choose from {', '.join(VARIANTS)}")
-    model_kind = "onnx" if args.model and Path(args.model).suffix.lower() == ".onnx" else "torch"
-    if args.model and Path(args.model).suffix.lower() not in (*TORCH_SUFFIXES, ".onnx"):
-        raise InputError(f"mlkd bench takes a checkpoint, a model YAML or an .onnx export, not {args.model}")
+    suffix = Path(args.model).suffix.lower() if args.model else ".yaml"
+    if suffix not in (*TORCH_SUFFIXES, ".onnx", ".engine", ".plan"):
+        raise InputError(f"mlkd bench takes a checkpoint, a model YAML, an .onnx export or an .engine, "
+                         f"not {args.model}")
+    model_kind = "onnx" if suffix == ".onnx" else "engine" if suffix in (".engine", ".plan") else "torch"
     log = (lambda _: None) if args.quiet else print
     skipped = {}
     names = []
