@@ -10,6 +10,7 @@ and compares outputs with fp32 on held-out night crops. Prints a table and write
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import tempfile
@@ -44,6 +45,25 @@ def fp32_export(model: str | None, folder: Path) -> Path:
     return export_model(model, folder / "model", allow_random_weights=True)["search"]
 
 
+def conv_profile(path: Path, feed: dict, runs: int, folder: Path) -> list[float]:
+    """Milliseconds per convolution, in execution order, from ONNX Runtime's profiler (mean of ``runs``)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.enable_profiling = True
+    options.profile_file_prefix = str(folder / f"profile_{path.stem}")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for _ in range(runs + 1):
+        session.run(None, feed)
+    times: dict[str, list[float]] = {}
+    for event in json.loads(Path(session.end_profiling()).read_text()):
+        if (event.get("cat") == "Node" and event["name"].endswith("_kernel_time")
+                and "Conv" in event["args"].get("op_name", "")):
+            times.setdefault(event["name"], []).append(event["dur"] / 1e3)
+    return [float(np.mean(v[1:])) for v in times.values()]  # the first run allocates: left out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="fp32 .onnx export, checkpoint or model YAML (default: bundled, random weights)")
@@ -51,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--held-out-clips", type=int, default=8, help="night clips (5 frames) for the output errors")
     p.add_argument("--repeats", type=int, default=30, help="timed search runs per variant (and as many fp32)")
     p.add_argument("--variants", nargs="*", help=f"subset of: {', '.join(VARIANTS)}")
+    p.add_argument("--profile", action="store_true",
+                   help="also print ONNX Runtime's time per convolution, fp32 against each variant")
     p.add_argument("--json", metavar="PATH", help="write the table as JSON")
     args = p.parse_args(argv)
     import onnxruntime as ort
@@ -89,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
                 fg = lambda c: (c.reshape(2, -1)[1] - c.reshape(2, -1)[0]).argmax()  # noqa: E731
                 agree += int(fg(cls) == fg(ref_cls))
             fp32_ms, int8_ms = latency_stats(times["fp32"])["p50"], latency_stats(times["int8"])["p50"]
+            if args.profile:
+                layers = zip(conv_profile(fp32, feed, 5, folder), conv_profile(paths["search"], feed, 5, folder))
+                print(format_table(["conv (execution order)", "fp32 ms", "int8 ms", "speed-up"],
+                                   [[i + 1, a, b, a / b] for i, (a, b) in enumerate(layers)]))
             size = sum(Path(p).stat().st_size for p in paths.values())
             results[name] = {"fp32_search_p50_ms": fp32_ms, "int8_search_p50_ms": int8_ms,
                              "speedup": fp32_ms / int8_ms, "max_abs_diff_cls": float(np.max(errors["cls"])),

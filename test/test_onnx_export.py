@@ -168,3 +168,19 @@ def test_onnx_and_tensorrt_backends_run_without_torch():
             "tracker.update(frame)\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_teacher_export_with_the_real_darklighter(shared_data, tmp_path):
+    """The teacher as trained: the official DarkLighter weights inside the exported graphs."""
+    darklighter = pytest.importorskip("mlkd_tracker.nets.darklighter", reason="DarkLighter is not in this checkout")
+    from export_helpers import tiny_model
+    from mlkd_tracker.nets.checkpoint import load_state_strict, read_checkpoint
+    weights = shared_data / "darklighter" / "darklighter_epoch193.pth"
+    if not weights.is_file():
+        pytest.skip(f"official DarkLighter weights not found at {weights}")
+    enhancer = darklighter.DarkLighter()
+    load_state_strict(enhancer, read_checkpoint(weights)[0], str(weights))
+    model = tiny_model(enhancer=enhancer)
+    paths = export_onnx(model, tmp_path / "teacher", TrackerConfig(), "teacher")
+    diffs = parity(model, paths, TrackerConfig())
+    assert diffs["cls"] < 1e-3 and diffs["loc"] < 1e-3, diffs
