@@ -1,12 +1,14 @@
 """TensorRT backend: everything that needs no GPU (cache keys, staleness, engine files, shape checks, errors).
 
 No NVIDIA GPU or TensorRT is present where these tests run. Engine building is injected: the
-``build`` stand-ins below return fake engine bytes, so these tests check our caching and file
-logic only, never TensorRT itself. Inference and real builds run only on a GPU machine
+``build`` stand-ins below return fake engine bytes, and one test runs the whole path against the
+stand-in modules of ``fake_tensorrt.py``; these tests check our caching, file, binding and
+buffer logic only, never TensorRT itself. Inference and real builds run only on a GPU machine
 (``test_real_engine_matches_onnxruntime``, skipped here).
 """
 import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +203,37 @@ def test_real_engine_matches_onnxruntime(export_copy):
 def trt_device():
     from mlkd_tracker.backends.tensorrt_backend import current_device
     return current_device(0)
+
+
+def test_build_cache_and_inference_paths_run_with_stand_in_modules(export_copy, monkeypatch):
+    """Our TensorRT code end to end against stand-in tensorrt / cuda-python modules (our logic only:
+    builder calls and flags, progress lines, engine file, buffer binding, copies, memory release)."""
+    from fake_tensorrt import make_modules
+    from mlkd_tracker.backends import create_tracker
+    modules = make_modules(read_onnx_meta(export_copy)[0].io)
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    lines = []
+    tracker, loaded = create_tracker(export_copy, backend="tensorrt", log=lines.append)
+    assert modules["tensorrt"].built == [("template", [0]), ("search", [0])]  # both graphs, FP16 flag set
+    assert any("Building engine (2 steps)" in line for line in lines)
+    assert loaded.info["backend"] == "tensorrt" and loaded.info["precision"] == "fp16"
+    assert Path(loaded.info["file"]).name == "tiny-student.fp16.stand-in-gpu-sm87-trt10.3.0.engine"
+    assert loaded.config.penalty_k == 0.2  # tracking values from the engine header
+    frames = [np.full((240, 320, 3), 30, np.uint8)] * 3
+    tracker.init(frames[0], (100, 100, 40, 30))
+    kernels = loaded.backend.template(np.zeros((127, 127, 3), np.uint8))
+    cls, loc = loaded.backend.search(np.zeros((287, 287, 3), np.uint8), kernels)
+    assert cls.shape == (1, 10, 21, 21) and (cls == 0.5).all() and (loc == 0.5).all()  # copied back from "device"
+    for frame in frames[1:]:
+        assert np.isfinite(tracker.update(frame).box_xywh).all()
+    with pytest.raises(InputError, match=r"search crop must be \(287, 287, 3\) uint8"):
+        loaded.backend.search(np.zeros((255, 255, 3), np.uint8), kernels)
+    del kernels
+    live = len(modules["cuda.bindings.runtime"].live)
+    tracker.init(frames[0], (100, 100, 40, 30))  # a new target: the old kernels' device memory is freed
+    assert len(modules["cuda.bindings.runtime"].live) == live
+    _, again = create_tracker(export_copy, backend="tensorrt", log=lines.append)
+    assert len(modules["tensorrt"].built) == 2 and lines[-2].startswith("tensorrt: reusing cached engine")
+    loaded.backend.close()
+    again.backend.close()
