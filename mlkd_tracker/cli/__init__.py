@@ -16,7 +16,8 @@ from mlkd_tracker.errors import MLKDError
 # name -> (module, one-line help). Modules must not import heavy packages at import time.
 COMMANDS: dict[str, tuple[str, str]] = {
     "track": ("mlkd_tracker.cli.track", "track a target in a video, a frame folder or a camera"),
-    "bench": ("mlkd_tracker.cli.bench", "time crop, network and post-processing per frame"),
+    "bench": ("mlkd_tracker.cli.bench", "time every available backend per stage (crop, template, search, post)"),
+    "export": ("mlkd_training.commands.export", "export a checkpoint to ONNX, int8 ONNX and TensorRT engines"),
     "enhance": ("mlkd_tracker.cli.enhance", "brighten an image, folder, video or camera with DarkLighter"),
     "train-enhancer": ("mlkd_training.commands.train_enhancer",
                        "train or fine-tune DarkLighter on low-light images (non-reference losses)"),

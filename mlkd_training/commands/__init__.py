@@ -1,1 +1,2 @@
-"""Training-side ``mlkd`` subcommands (one module each, registered in ``mlkd_tracker.cli.COMMANDS``)."""
+"""Training-side ``mlkd`` subcommands, one module each (``add_arguments`` + ``run``), registered in
+``mlkd_tracker.cli.COMMANDS`` and imported on demand."""
