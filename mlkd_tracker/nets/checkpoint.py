@@ -11,7 +11,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from mlkd_tracker.errors import ModelFileError
+from mlkd_tracker.report import atomic_output
 from mlkd_tracker.nets.siamrpn import ALEXNET_CHANNELS, SiamRPN
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
@@ -136,19 +136,12 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: Mapping[str
     path = Path(path)
     if extra and path.suffix == ".safetensors":
         raise ValueError("training state (extra) can only be saved to a .pth file")
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
-            save_file(state, tmp, metadata={"mlkd_meta": json.dumps(dict(meta or {}))})
+            save_file(state, str(tmp), metadata={"mlkd_meta": json.dumps(dict(meta or {}))})
         else:
             torch.save({**dict(extra or {}), "state_dict": state, "meta": dict(meta or {})}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
