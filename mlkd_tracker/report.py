@@ -1,11 +1,12 @@
-"""Small shared output helpers: aligned text tables, percentiles, atomic text/JSON writes."""
+"""Small shared output helpers: aligned text tables, percentiles, atomic file/text/JSON writes."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -42,19 +43,40 @@ def latency_stats(values_ms: Sequence[float]) -> dict[str, float]:
     return {"mean": float(a.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file via a temp file in the same folder and a rename: never half-written."""
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: permissions of the files we write follow the user's umask
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` to write to; it becomes ``path`` only if the block succeeds.
+
+    Nothing is ever half-written: on an error (or Ctrl-C) the temp file is removed and ``path``
+    keeps its old content. The result gets the permissions of any newly created file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write a file via a temp file in the same folder and a rename (see :func:`atomic_output`)."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a UTF-8 text file atomically (see :func:`write_bytes_atomic`)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:

@@ -64,7 +64,7 @@ class FakeLoaded:
 
 def planted_factory(delay_s: float = 0.0):
     """A tracker factory for the node: the planted-peak backend, optionally slowed to ``delay_s`` per frame."""
-    def factory(model, device, precision, overrides):
+    def factory(model, device, precision, overrides, backend="auto"):
         backend = PlantedPeakBackend(brightest_blob_offset)
         if delay_s:
             search = backend.search
@@ -449,7 +449,7 @@ def test_configure_failure_is_reported_and_the_node_recovers(rig_factory, tmp_pa
     model = save_checkpoint(SiamRPN(width=0.25), tmp_path / "tiny.pth", {"name": "tiny"})
     assert rig.set_params(model=str(model), backend="onnxruntime")[0].successful
     assert rig.node.trigger_configure() == TransitionCallbackReturn.FAILURE
-    assert "runs on backend 'torch'" in rig.node._last_error
+    assert "the onnxruntime backend cannot open tiny.pth" in rig.node._last_error
     assert rig.set_params(backend="torch")[0].successful
     assert rig.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert rig.node.trigger_activate() == TransitionCallbackReturn.SUCCESS

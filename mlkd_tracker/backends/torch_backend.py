@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -10,8 +10,10 @@ import torch
 from mlkd_tracker.backends import LoadedModel
 from mlkd_tracker.config import ModelSpec, TrackerConfig, default_tracker_config
 from mlkd_tracker.errors import InputError
-from mlkd_tracker.nets.checkpoint import load_siamrpn
+from mlkd_tracker.nets.checkpoint import CHECKPOINT_SUFFIXES, load_siamrpn
 from mlkd_tracker.nets.siamrpn import SiamRPN, fold_batchnorm
+
+SUFFIXES = CHECKPOINT_SUFFIXES
 
 
 def resolve_device(device: str, precision: str) -> tuple[torch.device, torch.dtype]:
@@ -61,14 +63,18 @@ def _info(backend: TorchBackend, file: str, **extra: Any) -> dict[str, Any]:
             "precision": "fp16" if backend.dtype == torch.float16 else "fp32", "file": file, **extra}
 
 
-def open_model(path: Path, device: str = "auto", precision: str = "auto") -> LoadedModel:
+def open_model(path: Path, device: str = "auto", precision: str = "auto",
+               log: Callable[[str], None] | None = None) -> LoadedModel:
     """A torch backend for a checkpoint; tracking values from its meta, else the MLKD-Track defaults."""
     model, meta = load_siamrpn(path)
     tracking = meta.get("tracking")
     config = TrackerConfig.from_dict(tracking, str(path)) if isinstance(tracking, dict) else default_tracker_config()
     backend = TorchBackend(model, device, precision)
     name = str(meta.get("name", path.stem))
-    return LoadedModel(backend, config, name, _info(backend, str(path), width=model.width))
+    info = _info(backend, str(path), width=model.width, files=[str(path)], model_bytes=path.stat().st_size)
+    if log:
+        log(f"torch: {name} on {info['device']} {info['precision']}")
+    return LoadedModel(backend, config, name, info)
 
 
 def random_weights_model(spec: ModelSpec, device: str = "auto", precision: str = "auto",
@@ -79,6 +85,8 @@ def random_weights_model(spec: ModelSpec, device: str = "auto", precision: str =
     if spec.enhancer:
         from mlkd_tracker.nets.darklighter import DarkLighter
         enhancer = DarkLighter()
-    backend = TorchBackend(SiamRPN(width=spec.width, enhancer=enhancer), device, precision)
+    model = SiamRPN(width=spec.width, enhancer=enhancer)
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    backend = TorchBackend(model, device, precision)
     return LoadedModel(backend, spec.tracking, spec.name + " (random weights)",
-                       _info(backend, "<random weights>", width=spec.width))
+                       _info(backend, "<random weights>", width=spec.width, model_bytes=size))

@@ -16,7 +16,13 @@ from mlkd_tracker.errors import MLKDError
 # name -> (module, one-line help). Modules must not import heavy packages at import time.
 COMMANDS: dict[str, tuple[str, str]] = {
     "track": ("mlkd_tracker.cli.track", "track a target in a video, a frame folder or a camera"),
-    "bench": ("mlkd_tracker.cli.bench", "time crop, network and post-processing per frame"),
+    "bench": ("mlkd_tracker.cli.bench", "time every available backend per stage (crop, template, search, post)"),
+    "export": ("mlkd_training.commands.export", "export a checkpoint to ONNX, int8 ONNX and TensorRT engines"),
+    "enhance": ("mlkd_tracker.cli.enhance", "brighten an image, folder, video or camera with DarkLighter"),
+    "train-enhancer": ("mlkd_training.commands.train_enhancer",
+                       "train or fine-tune DarkLighter on low-light images (non-reference losses)"),
+    "build-teacher": ("mlkd_training.commands.build_teacher",
+                      "assemble the MLKD teacher (DarkLighter + SiamRPN) into one model file"),
     "train": ("mlkd_training.commands.train", "train SiamRPN, the teacher and MLKD students; select MLKD-Track"),
     "prepare": ("mlkd_training.commands.prepare", "cache 511 crops of a dataset so training skips full frames"),
     "demo": ("mlkd_training.commands.demo", "generate a night clip, track it with MLKD-Track, save an annotated video"),

@@ -20,8 +20,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="model file: .pth/.safetensors (torch), .onnx, .engine, or a models/*.yaml "
                         "(default: the bundled MLKD-Track)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="auto", help="auto (fp16 on CUDA, fp32 on CPU), fp32 or fp16")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"],
+                   help="inference backend; auto picks it from the model file (tensorrt on an .onnx builds or "
+                        "reuses a cached engine beside it)")
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda or cuda:N (onnxruntime also: tensorrt[:N], its TensorRT provider)")
+    p.add_argument("--precision", default="auto",
+                   help="auto (fp16 on CUDA/TensorRT, else what the file holds), fp32, fp16 or int8 (picks the "
+                        ".int8 export of an .onnx)")
     init = p.add_mutually_exclusive_group()
     init.add_argument("--init", metavar="X,Y,W,H", help="initial box on the first frame, pixels (a bag can "
                       "supply its recorded selection instead)")
@@ -117,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     init_box = parse_box(args.init) if args.init else None
     if init_box is None and not args.select and bag is None:
         raise InputError("give the initial box with --init x,y,w,h or draw it with --select")
-    tracker, loaded = create_tracker(args.model, args.device, args.precision, parse_overrides(args.overrides))
+    tracker, loaded = create_tracker(args.model, args.device, args.precision, parse_overrides(args.overrides),
+                                     backend=args.backend, log=None if args.quiet else print)
     source = BagSource(bag, args.topic) if bag else open_source(args.source)
     if init_box is None and not args.select and isinstance(source, BagSource):
         init_box, kind, when = source.recorded_init(args.init_topic)

@@ -1,7 +1,8 @@
 """Reading and writing SiamRPN checkpoints (pysot / MLKD / our own), safely and atomically.
 
 Accepted layouts: a plain state dict, ``{"state_dict": ...}`` or ``{"model": ...}``, keys with
-or without the DataParallel ``module.`` prefix, ``.pth``/``.pt`` (always ``weights_only=True``)
+or without the DataParallel ``module.`` prefix (MLKD teachers' ``backbone.enhancer.*`` read as
+``enhancer.*``), ``.pth``/``.pt`` (always ``weights_only=True``)
 or ``.safetensors``. Our own files add ``"meta"``: architecture and tracking values.
 """
 from __future__ import annotations
@@ -10,7 +11,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from mlkd_tracker.errors import ModelFileError
+from mlkd_tracker.report import atomic_output
 from mlkd_tracker.nets.siamrpn import ALEXNET_CHANNELS, SiamRPN
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
@@ -27,8 +28,10 @@ _LIST_LIMIT = 12
 
 def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
     if state and all(k.startswith("module.") for k in state):
-        return {k[len("module."):]: v for k, v in state.items()}
-    return dict(state)
+        state = {k[len("module."):]: v for k, v in state.items()}
+    # MLKD reference teachers keep DarkLighter inside the backbone (Enhance_AlexNet)
+    return {("enhancer." + k[len("backbone.enhancer."):] if k.startswith("backbone.enhancer.") else k): v
+            for k, v in state.items()}
 
 
 def _last_line(exc: BaseException) -> str:
@@ -124,22 +127,21 @@ def load_siamrpn(path: str | os.PathLike) -> tuple[SiamRPN, dict[str, Any]]:
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: Mapping[str, Any] | None = None,
-                    half: bool = False) -> Path:
-    """Write ``{"state_dict", "meta"}`` atomically (temp file in the same folder, then rename)."""
+                    half: bool = False, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``{"state_dict", "meta"}`` atomically (temp file in the same folder, then rename).
+
+    ``extra`` adds top-level entries (optimizer state, epoch: a resumable training state) to a
+    ``.pth`` file; the file still loads as plain weights.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if extra and path.suffix == ".safetensors":
+        raise ValueError("training state (extra) can only be saved to a .pth file")
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
-            save_file(state, tmp, metadata={"mlkd_meta": json.dumps(dict(meta or {}))})
+            save_file(state, str(tmp), metadata={"mlkd_meta": json.dumps(dict(meta or {}))})
         else:
-            torch.save({"state_dict": state, "meta": dict(meta or {})}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            torch.save({**dict(extra or {}), "state_dict": state, "meta": dict(meta or {})}, tmp)
     return path

@@ -40,7 +40,7 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Float32, Header, String
 from std_srvs.srv import Trigger
 
-from mlkd_tracker.backends import create_tracker
+from mlkd_tracker.backends import BACKENDS as BACKEND_MODULES_BY_NAME, create_tracker
 from mlkd_tracker.errors import InputError, MLKDError
 from mlkd_tracker.report import latency_stats
 from mlkd_tracker.ros.convert import (DEFAULT_MAX_PIXELS, UnsupportedSerialization, bgr_to_bytes, box_corners,
@@ -49,9 +49,9 @@ from mlkd_tracker.ros.convert import (DEFAULT_MAX_PIXELS, UnsupportedSerializati
 from mlkd_tracker.tracker import SiamRPNTracker, Status, TrackResult
 
 NODE_NAME = "mlkd_tracker"
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", *BACKEND_MODULES_BY_NAME)
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|(cuda|tensorrt)(:\d+)?)$")
 LOAD_PARAMS = ("model", "backend", "device", "precision")           # applied at configure
 TOPIC_PARAMS = ("image_topic", "use_compressed", "init_box_topic", "init_roi_topic")  # applied at activate
 # tracking values overriding the model file's when set: name -> (type, min, max, description)
@@ -66,7 +66,8 @@ TRACKING_PARAMS: dict[str, tuple[Parameter.Type, float, float, str]] = {
 LOG_THROTTLE_S = 2.0
 SERVICE_TIMEOUT_S = 10.0
 
-# (model path or None, device, precision, tracking overrides) -> (tracker, loaded model): create_tracker's shape
+# (model path or None, device, precision, tracking overrides, backend=, log=) -> (tracker, loaded model):
+# create_tracker's shape
 TrackerFactory = Callable[..., tuple[SiamRPNTracker, Any]]
 
 
@@ -77,7 +78,7 @@ def check_load_choices(values: dict[str, Any]) -> str | None:
     if "precision" in values and values["precision"] not in PRECISIONS:
         return f"precision must be one of {PRECISIONS}, got {values['precision']!r}"
     if "device" in values and not DEVICE_PATTERN.match(str(values["device"])):
-        return f"device must be auto, cpu, cuda or cuda:N, got {values['device']!r}"
+        return f"device must be auto, cpu, cuda[:N] or tensorrt[:N], got {values['device']!r}"
     return None
 
 
@@ -222,7 +223,7 @@ class TrackerNode(LifecycleNode):
                 "or a models/*.yaml; empty = the bundled MLKD-Track config. Applied at configure.")
         declare("backend", "auto", "inference backend; auto = chosen by the model file. Applied at configure.",
                 extra="one of " + ", ".join(BACKENDS))
-        declare("device", "auto", "auto, cpu, cuda or cuda:N. Applied at configure.")
+        declare("device", "auto", "auto, cpu, cuda[:N], or tensorrt[:N] (ONNX Runtime TensorRT provider). Applied at configure.")
         declare("precision", "auto", "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or int8. Applied at configure.",
                 extra="one of " + ", ".join(PRECISIONS))
         declare("image_topic", "image", "camera topic (sensor_msgs/Image, or <topic>/compressed with "
@@ -308,11 +309,8 @@ class TrackerNode(LifecycleNode):
             return self._configure_failed(problem)
         try:
             with _python_logs_to_ros(log):
-                tracker, loaded = self._factory(model, device, precision, self._tracking_overrides())
+                tracker, loaded = self._factory(model, device, precision, self._tracking_overrides(), backend=backend)
             info = dict(getattr(loaded, "info", {}) or {})
-            if backend != "auto" and info.get("backend") != backend:
-                raise MLKDError(f"model {model} runs on backend {info.get('backend')!r}, but parameter backend "
-                                f"asks for {backend!r}")
         except MLKDError as exc:
             return self._configure_failed(str(exc))
         except Exception as exc:  # noqa: BLE001 - a backend failing to load must not kill the node

@@ -1,1 +1,2 @@
-"""Training-side ``mlkd`` subcommands (one module each, imported only when chosen)."""
+"""Training-side ``mlkd`` subcommands, one module each (``add_arguments`` + ``run``), registered in
+``mlkd_tracker.cli.COMMANDS`` and imported on demand."""

@@ -1,0 +1,1 @@
+"""DarkLighter training: its non-reference losses and the trainer behind ``mlkd train-enhancer``."""

@@ -1,0 +1,79 @@
+"""The deployment benchmark scripts in bench/ run end to end on tiny data and compute what they claim."""
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export_helpers import tiny_export
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fp32_copy(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    for path in tiny_export("student")[1].values():
+        shutil.copy(path, folder / path.name)
+    return folder / "tiny-student.search.onnx"
+
+
+def test_success_and_precision_follow_the_ope_definitions():
+    acc = load_script("int8_accuracy")
+    gt = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [np.nan] * 4, [0, 0, 10, 10]], float)
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 10, 10], [0, 0, 5, 5], [40, 40, 10, 10]], float)
+    np.testing.assert_allclose(acc.iou(gt[:2], boxes[:2]), [1.0, 1 / 3])
+    curve = acc.success_curve(gt, boxes)  # the NaN frame is skipped: 3 frames with IoU 1, 1/3, 0
+    assert len(curve) == 21 and curve[0] == pytest.approx(2 / 3)  # IoU > 0
+    assert curve[7] == pytest.approx(1 / 3)  # IoU > 0.35: only the exact box
+    assert curve[-1] == 0.0  # nothing is > 1
+    assert acc.precision_at(gt, boxes) == pytest.approx(2 / 3)  # centres 0, 5 and 56.6 px away
+
+
+def test_int8_accuracy_script_writes_table_json_and_plot(fp32_copy, tmp_path, capsys):
+    acc = load_script("int8_accuracy")
+    report, plot = tmp_path / "acc.json", tmp_path / "acc.png"
+    assert acc.main(["--model", str(fp32_copy), "--sequences", "2", "--frames", "6", "--calib-clips", "2",
+                     "--json", str(report), "--plot", str(plot)]) == 0
+    data = json.loads(report.read_text())
+    assert data["frames"] == 10 and len(data["sequences"]) == 2
+    for label in ("fp32", "int8"):
+        r = data["results"][label]
+        assert 0.0 <= r["success_auc"] <= 1.0 and r["fps"] > 0 and len(r["success_curve"]) == 21
+        assert r["success_auc"] == pytest.approx(np.mean(r["success_curve"]))
+    assert data["auc_change"] == pytest.approx(data["results"]["int8"]["success_auc"]
+                                               - data["results"]["fp32"]["success_auc"])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "AUC change int8 - fp32" in capsys.readouterr().out
+
+
+def test_int8_variants_script_times_and_compares_a_variant(fp32_copy, tmp_path):
+    variants = load_script("int8_variants")
+    report = tmp_path / "variants.json"
+    name = "qdq u8s8 per-channel reduce-range"
+    assert variants.main(["--model", str(fp32_copy), "--calib-clips", "2", "--repeats", "2", "--held-out-clips", "2",
+                          "--variants", name,
+                          "--json", str(report)]) == 0
+    result = json.loads(report.read_text())["variants"][name]
+    assert result["speedup"] == pytest.approx(result["fp32_search_p50_ms"] / result["int8_search_p50_ms"])
+    assert 0 <= result["best_anchor_agreement"] <= 1 and result["max_relative_diff"] < 0.5
+
+
+def test_error_stats_on_known_arrays():
+    tol = load_script("tolerances")
+    ref = [(np.zeros((1, 2, 1, 2), np.float32) + [[[[0, 1]], [[0, 3]]]], np.full((1, 4, 1, 2), 2.0, np.float32))]
+    out = [(ref[0][0] + 0.5, ref[0][1] - 0.25)]
+    stats = tol.error_stats(ref, out)
+    assert stats["max_abs_cls"] == 0.5 and stats["max_abs_loc"] == 0.25
+    assert stats["max_relative"] == pytest.approx(0.5 / 3)
+    assert stats["best_anchor_agreement"] == 1.0  # a uniform shift keeps the best anchor
+
