@@ -26,7 +26,7 @@ import numpy as np
 
 from mlkd_tracker.crop import crop_origin, crop_subwindow
 from mlkd_tracker.errors import InputError, SourceError
-from mlkd_tracker.report import write_json_atomic
+from mlkd_tracker.report import write_bytes_atomic, write_json_atomic
 from mlkd_training.data.sequence import Dataset
 from mlkd_training.targets import AnchorTargets, TargetConfig
 
@@ -170,10 +170,10 @@ def _prepare_sequence(args) -> dict[str, Any]:
     frames, boxes = [], []
     for i in np.flatnonzero(seq.valid):
         canvas, box = frame_canvas(seq.frame(int(i)), seq.gt[i], config)
-        tmp = folder / f"{int(i):06d}.partial.jpg"
-        if not cv2.imwrite(str(tmp), canvas, [cv2.IMWRITE_JPEG_QUALITY, quality]):
-            raise SourceError(f"cannot write {tmp}")
-        os.replace(tmp, folder / f"{int(i):06d}.jpg")
+        encoded, data = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not encoded:
+            raise SourceError(f"cannot encode a crop of {seq.name} frame {i} as JPEG")
+        write_bytes_atomic(folder / f"{int(i):06d}.jpg", data.tobytes())
         frames.append(int(i))
         boxes.append([round(float(v), 3) for v in box])
     entry = {"name": seq.name, "frames": frames, "boxes": boxes}

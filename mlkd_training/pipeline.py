@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from mlkd_tracker.errors import InputError
-from mlkd_tracker.report import format_table, write_json_atomic, write_text_atomic
+from mlkd_tracker.report import atomic_output, format_table, write_json_atomic, write_text_atomic
 from mlkd_training.data.sequence import Dataset
 from mlkd_training.train_config import TrainConfig, build_dataclass, load_train_config, read_yaml, set_dotted
 
@@ -342,14 +342,14 @@ def publish(run_dir: str | Path, models: str | Path) -> Path:
     spec_path = models / "mlkd_track.yaml"
     load_model_spec(spec_path)  # must be a readable model spec
     state, _ = read_checkpoint(run_dir / "mlkd_track.pth")
-    tmp = models / "mlkd_track.pth.partial"
-    shutil.copyfile(run_dir / "mlkd_track.pth", tmp)
-    tmp.replace(models / "mlkd_track.pth")
+    with atomic_output(models / "mlkd_track.pth") as tmp:
+        shutil.copyfile(run_dir / "mlkd_track.pth", tmp)
     card = (run_dir / "MODEL_CARD.md").read_text(encoding="utf-8").replace("`plots/", "`mlkd_track_plots/")
     write_text_atomic(models / "MLKD_TRACK_CARD.md", card)
     (models / "mlkd_track_plots").mkdir(exist_ok=True)
     for png in (run_dir / "plots").glob("*_ALL.png"):
-        shutil.copyfile(png, models / "mlkd_track_plots" / png.name)
+        with atomic_output(models / "mlkd_track_plots" / png.name) as tmp:
+            shutil.copyfile(png, tmp)
     lines = [line for line in spec_path.read_text(encoding="utf-8").splitlines() if not line.startswith("weights:")]
     lines = [f"  width: {infer_width(state):g}        # backbone width multiplier"
              if line.strip().startswith("width:") else line for line in lines]

@@ -18,7 +18,6 @@ import hashlib
 import multiprocessing
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +28,9 @@ import torch
 from torch import nn
 
 from mlkd_tracker.errors import InputError, ModelFileError
-from mlkd_tracker.nets.checkpoint import infer_width, load_siamrpn, load_state_strict, read_checkpoint, \
-    save_checkpoint
+from mlkd_tracker.nets.checkpoint import infer_width, load_siamrpn, read_checkpoint, save_checkpoint
 from mlkd_tracker.nets.siamrpn import SiamRPN, fold_batchnorm
-from mlkd_tracker.report import write_json_atomic
+from mlkd_tracker.report import atomic_output, write_json_atomic
 from mlkd_training.pairs import PairDataset, PairSource
 from mlkd_training.room import Learner, Room
 from mlkd_training.train_config import RESUMABLE_CHANGES, TrainConfig, config_differences
@@ -77,38 +75,6 @@ def init_distributed(device: str = "auto") -> tuple[Dist, torch.device]:
 
 # ----------------------------------------------------------------------------- networks
 
-def load_into(model: SiamRPN, path: str | os.PathLike, enhancer_path: str | os.PathLike | None = None) -> None:
-    """Load a checkpoint into ``model`` part by part (strict per part).
-
-    A teacher whose file has no ``enhancer.*`` keys (a plain SiamRPN, e.g. the daytime tracker)
-    takes its enhancer from ``enhancer_path`` (DarkLighter weights).
-    """
-    state, _ = read_checkpoint(path)
-    parts = [name for name, _ in model.named_children()]
-    for part in parts:
-        prefix = part + "."
-        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        source = str(path)
-        if not sub and part == "enhancer":
-            if enhancer_path is None:
-                raise ModelFileError(f"{path} has no enhancer weights; give the DarkLighter weights (--enhancer)")
-            sub, _ = read_checkpoint(enhancer_path)
-            sub = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sub.items()}
-            source = str(enhancer_path)
-        load_state_strict(getattr(model, part), sub, f"{source} [{part}]")
-    extra = sorted({k.split(".")[0] for k in state} - set(parts))
-    if extra:
-        raise ModelFileError(f"{path} holds parts this model does not have: {extra}")
-
-
-def _new_teacher(width: float) -> SiamRPN:
-    try:
-        from mlkd_tracker.nets.darklighter import DarkLighter
-    except ImportError as exc:
-        raise ModelFileError(f"the DarkLighter network is not available in this install ({exc})") from exc
-    return SiamRPN(width=width, enhancer=DarkLighter())
-
-
 def build_models(config: TrainConfig) -> tuple[dict[str, SiamRPN], SiamRPN | None]:
     """The trained networks of a mode (by learner name) and the frozen teacher (kd / ml)."""
     width = config.width
@@ -118,40 +84,36 @@ def build_models(config: TrainConfig) -> tuple[dict[str, SiamRPN], SiamRPN | Non
             raise InputError(f"config width {width} but {config.init} has width {init_width:g}")
         width = init_width
     width = width or 1.0
-    if config.mode in ("kd", "ml") and config.init is None:
-        raise InputError(f"{config.mode} mode needs the students' starting weights (--init, the daytime tracker)")
+    if config.mode in ("teacher", "kd", "ml") and config.init is None:
+        what = "the SiamRPN the teacher starts from" if config.mode == "teacher" else "the students' starting weights"
+        raise InputError(f"{config.mode} mode needs {what} (--init, the daytime tracker)")
     if config.mode == "teacher":
-        model = _new_teacher(width)
-        if config.init is not None:
-            load_into(model, config.init, config.enhancer)
-        elif config.enhancer is not None:
-            load_into_enhancer(model, config.enhancer)
-        else:
-            raise InputError("teacher mode needs --init (a SiamRPN or teacher checkpoint) or --enhancer weights")
-        return {"teacher": model}, None
+        from mlkd_training.teacher import build_teacher, load_teacher
+
+        if config.enhancer is not None:  # DarkLighter in front of the tracker (replacing any enhancer in it)
+            return {"teacher": build_teacher(config.enhancer, config.init)[0]}, None
+        if not any(k.startswith("enhancer.") for k in read_checkpoint(config.init)[0]):
+            raise InputError(f"{config.init} has no enhancer; give the DarkLighter weights with --enhancer")
+        return {"teacher": load_teacher(config.init)[0]}, None
     features = {"base": [None], "kd": [config.feature], "ml": list(config.students)}[config.mode]
-    names = ["base" if f is None else f"student_{f}" for f in features]
     models = {}
-    for name in names:
-        model = SiamRPN(width=width)
-        if config.init is not None:
-            load_into(model, config.init)
-        models[name] = model
+    for feature in features:
+        if config.init is None:
+            model = SiamRPN(width=width)
+        else:
+            model, _ = load_siamrpn(config.init)
+            if getattr(model, "enhancer", None) is not None:
+                raise ModelFileError(f"{config.init} is a teacher (it has an enhancer); students start from a "
+                                     f"plain SiamRPN such as the daytime tracker")
+        models["base" if feature is None else f"student_{feature}"] = model
     teacher = None
     if config.mode in ("kd", "ml"):
+        from mlkd_training.teacher import load_teacher
+
         if config.teacher is None:
             raise InputError(f"{config.mode} mode needs a teacher checkpoint (--teacher)")
-        teacher, _ = load_siamrpn(config.teacher)
-        if getattr(teacher, "enhancer", None) is None:
-            raise ModelFileError(f"{config.teacher} is a plain SiamRPN; the teacher has the DarkLighter enhancer")
+        teacher, _ = load_teacher(config.teacher)
     return models, teacher
-
-
-def load_into_enhancer(model: SiamRPN, path: str | os.PathLike) -> None:
-    """Load DarkLighter weights (plain ``e_conv*`` keys or ``enhancer.``-prefixed) into a teacher."""
-    state, _ = read_checkpoint(path)
-    state = {k[len("enhancer."):] if k.startswith("enhancer.") else k: v for k, v in state.items()}
-    load_state_strict(model.enhancer, state, str(path))
 
 
 def set_trainable(model: SiamRPN, config: TrainConfig, epoch: int) -> None:
@@ -159,9 +121,10 @@ def set_trainable(model: SiamRPN, config: TrainConfig, epoch: int) -> None:
     o = config.optim
     model.train()
     model.requires_grad_(True)
-    enhancer = getattr(model, "enhancer", None)
-    if enhancer is not None:  # DarkLighter is never trained here
-        enhancer.requires_grad_(False).eval()
+    if getattr(model, "enhancer", None) is not None:  # DarkLighter is never trained here
+        from mlkd_training.teacher import freeze_enhancer
+
+        freeze_enhancer(model)
     for name in ("layer1", "layer2", "layer3", "layer4", "layer5"):
         layer = getattr(model.backbone, name)
         if name not in o.backbone.layers or epoch < o.backbone.train_epoch:
@@ -191,7 +154,8 @@ def model_meta(name: str, model: SiamRPN, config: TrainConfig, epoch: int, **ext
     """The meta block of an exported model file: architecture, tracking values, provenance."""
     from mlkd_tracker.config import default_tracker_config
 
-    return {"name": name, "arch": {"width": model.width, "enhancer": getattr(model, "enhancer", None) is not None},
+    enhancer = "darklighter" if getattr(model, "enhancer", None) is not None else False
+    return {"name": name, "arch": {"width": model.width, "enhancer": enhancer},
             "tracking": config.tracking or default_tracker_config().to_dict(),
             "training": {"mode": config.mode, "epoch": epoch, **extra}}
 
@@ -227,19 +191,6 @@ def _worker_init(_: int) -> None:
 
 
 # ----------------------------------------------------------------------------- the trainer
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file in the same folder, then rename: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
 
 def fingerprint(model: nn.Module | None) -> str:
     """A short hash of a network's weights and buffers (the teacher a run was started with)."""
@@ -407,7 +358,8 @@ class Trainer:
         if not self.dist.main:
             return None
         path = self.out / "checkpoints" / f"epoch_{self.epoch:03d}.pt"
-        atomic_torch_save(self.state(), path)
+        with atomic_output(path) as tmp:
+            torch.save(self.state(), tmp)
         for old in sorted(path.parent.glob("epoch_*.pt"))[:-self.config.keep_checkpoints]:
             old.unlink()
         for name, model in self.models.items():
@@ -520,8 +472,7 @@ class Trainer:
             axes[0][1].set(xlabel="epoch", ylabel="share of batches elected", ylim=(0, 1), title="elections")
             axes[0][1].legend()
         fig.tight_layout()
-        tmp = self.out / "training_curves.partial.png"
-        fig.savefig(tmp, dpi=100)
+        with atomic_output(self.out / "training_curves.png") as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)
-        os.replace(tmp, self.out / "training_curves.png")
 

@@ -40,11 +40,39 @@ def test_train_base_from_a_pysot_style_checkpoint_then_resume(cache, tmp_path, c
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_001.pt", "epoch_002.pt"]
 
 
+def test_teacher_then_kd_chain(cache, tmp_path, capsys):
+    """base weights -> teacher (DarkLighter frozen, tracker fine-tuned) -> one distilled student."""
+    from mlkd_tracker.nets.darklighter import DarkLighter
+    from mlkd_training.teacher import load_teacher
+
+    torch.manual_seed(1)
+    base = save_checkpoint(SiamRPN(0.25), tmp_path / "base.pth")
+    enhancer = tmp_path / "darklighter.pth"
+    torch.save(DarkLighter().state_dict(), enhancer)
+    assert main(["train", "teacher", "--data", str(cache), "--init", str(base), "--enhancer", str(enhancer),
+                 "--out", str(tmp_path / "teacher"), "--epochs", "1", *SMALL]) == 0
+    teacher, meta = load_teacher(tmp_path / "teacher" / "teacher.pth")
+    start = torch.load(enhancer, weights_only=True)
+    assert all(torch.equal(v, teacher.enhancer.state_dict()[k]) for k, v in start.items())  # frozen
+    before = read_checkpoint(base)[0]["rpn_head.cls.conv_search.0.weight"]
+    assert not torch.equal(before, teacher.state_dict()["rpn_head.cls.conv_search.0.weight"])  # trained
+    assert meta["arch"]["enhancer"] == "darklighter" and meta["training"]["mode"] == "teacher"
+    assert main(["train", "kd", "--feature", "threshold", "--data", str(cache), "--init", str(base),
+                 "--teacher", str(tmp_path / "teacher" / "teacher.pth"), "--out", str(tmp_path / "kd"),
+                 "--epochs", "1", *SMALL]) == 0
+    assert "student_threshold loss" in capsys.readouterr().out
+    student = read_checkpoint(tmp_path / "kd" / "student_threshold.pth")[0]
+    assert not any(k.startswith("enhancer.") for k in student)
+    assert torch.equal(student["rpn_head.loc.head.3.weight"], read_checkpoint(base)[0]["rpn_head.loc.head.3.weight"])
+
+
 @pytest.mark.parametrize("extra,message", [
     (["train", "base", "--out", "{tmp}/x"], "no training data: give --data"),
     (["train", "kd", "--data", "{cache}", "--out", "{tmp}/x"], "kd mode needs the students' starting weights"),
     (["train", "ml", "--data", "{cache}", "--init", "{plain}", "--teacher", "{plain}", "--out", "{tmp}/x"],
-     "is a plain SiamRPN; the teacher has the DarkLighter enhancer"),
+     "holds no enhancer (enhancer.e_conv* keys): it is a student tracker, not a teacher"),
+    (["train", "teacher", "--data", "{cache}", "--init", "{plain}", "--out", "{tmp}/x"],
+     "has no enhancer; give the DarkLighter weights with --enhancer"),
     (["train", "base", "--data", "{cache}", "--set", "optim.epoch=3"], r"unknown key(s) ['epoch']"),
     (["train", "base", "--data", "{tmp}/nowhere"], "dataset not found"),
     (["train", "base", "--data", "{cache}", "--out", "{tmp}/fresh", "--resume"], "nothing to resume"),
