@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import platform
 import shutil
@@ -139,9 +140,22 @@ def open_twins(data: str | Path) -> tuple[Dataset, Dataset]:
 # ----------------------------------------------------------------------------- stages
 
 def stage_finished(out: Path, config: TrainConfig) -> bool:
-    """A stage whose run folder holds every epoch's history (its exports are then final)."""
+    """A stage whose run folder holds every epoch's history (its exports are then final).
+
+    A finished stage made with other settings is an error: its models would not be what the
+    pipeline config describes.
+    """
+    from mlkd_training.train_config import RESUMABLE_CHANGES, config_differences
+
     path = out / "history.json"
-    return path.is_file() and len(json.loads(path.read_text())) >= config.optim.epochs
+    if not path.is_file() or len(json.loads(path.read_text())) < config.optim.epochs:
+        return False
+    saved = json.loads((out / "config.json").read_text())
+    changed = [k for k in config_differences(saved, config.to_dict()) if k not in RESUMABLE_CHANGES]
+    if changed:
+        raise InputError(f"{out} was trained with other settings ({', '.join(changed)}); "
+                         f"use another --out or delete that stage folder")
+    return True
 
 
 def run_stage(name: str, config: TrainConfig, out: Path, datasets: list[Dataset], device: str,
@@ -172,9 +186,22 @@ def evaluate_models(dataset: Dataset, trackers: dict[str, str], results_root: Pa
     from mlkd_training.evaluation.runner import TrackerSpec, run_tracker
 
     for name, spec in trackers.items():
+        _forget_stale_results(Path(results_root) / dataset.name / name, spec)
         run_tracker(dataset, TrackerSpec(str(spec), name, device=device), results_root, workers=workers,
                     progress=progress)
     return evaluate_results(dataset, Path(results_root) / dataset.name, list(trackers))
+
+
+def _forget_stale_results(folder: Path, spec: str) -> None:
+    """Results are kept between runs (tracking resumes); drop them if the model file changed since."""
+    if not Path(spec).is_file():
+        return  # an OpenCV peer
+    stamp = folder / "model.sha256"
+    digest = hashlib.sha256(Path(spec).read_bytes()).hexdigest()
+    if stamp.is_file() and stamp.read_text().strip() == digest:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    write_text_atomic(stamp, digest + "\n")
 
 
 def student_files(paths: list[str]) -> dict[str, str]:

@@ -103,9 +103,25 @@ def test_pipeline_end_to_end_then_rerun_and_publish(synth, enhancer, tmp_path, c
     assert loaded.info["width"] == 0.25 and loaded.name == "MLKD-Track"
     assert (models / "MLKD_TRACK_CARD.md").is_file() and (models / "mlkd_track_plots" / "success_ALL.png").is_file()
 
-    # a second run keeps every finished stage
+    # a second run keeps every finished stage; one with other settings for a finished stage is refused
     assert main(args) == 0
     assert capsys.readouterr().out.count("finished earlier, kept") == 4
+    assert main(args + ["--set", "ml.losses.kd_weight=5"]) == 2
+    assert "was trained with other settings (losses.kd_weight)" in capsys.readouterr().err
+
+
+def test_results_of_a_changed_model_are_not_reused(tmp_path):
+    from mlkd_training.pipeline import _forget_stale_results
+
+    model, folder = tmp_path / "m.pth", tmp_path / "results" / "seq-set" / "MLKD-Track"
+    model.write_bytes(b"weights v1")
+    _forget_stale_results(folder, str(model))
+    (folder / "seq1.txt").write_text("1,2,3,4\n")
+    _forget_stale_results(folder, str(model))
+    assert (folder / "seq1.txt").is_file()  # same model: tracking resumes from these
+    model.write_bytes(b"weights v2")
+    _forget_stale_results(folder, str(model))
+    assert not (folder / "seq1.txt").exists() and (folder / "model.sha256").is_file()
 
 
 def test_select_command_writes_the_best_student(synth, tmp_path, capsys):
