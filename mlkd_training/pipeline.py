@@ -309,7 +309,7 @@ same size, starts from the same daytime tracker and sees the same night pairs wi
 schedule. With short CPU training budgets the gap is small and can go either way; the teacher's
 margin over the students shows how much there is to distil.
 
-Success / precision plots: `plots/success_ALL.png`, `plots/precision_ALL.png`.
+Success / precision plots: `plots/success.png`, `plots/precision.png`.
 """
 
 
@@ -345,10 +345,10 @@ def run_pipeline(data: str | Path, out: str | Path, enhancer: str, config_path: 
                 "teacher": str(out / "teacher" / "teacher.pth"), "day-base": str(out / "base" / "base.pth"),
                 **{peer.upper(): peer for peer in p.peers}}
     test_evals = evaluate_models(test_set, trackers, results, p.eval_workers, device, progress)
-    from mlkd_training.evaluation.plots import plot_curves
+    from mlkd_training.evaluation.plots import plot_overall
 
     for kind in ("success", "precision"):
-        plot_curves(test_evals, kind, out / "plots" / f"{kind}_ALL.png", test_set.name)
+        plot_overall(test_evals, kind, out / "plots" / f"{kind}.png", test_set.name)
     summary = {"selected": best, "split": split,
                "validation": {ev.name: ev.overall.to_dict(curves=False) for ev in val_evals},
                "test": {ev.name: {**ev.overall.to_dict(curves=False), "fps": ev.fps} for ev in test_evals},
@@ -374,7 +374,7 @@ def publish(run_dir: str | Path, models: str | Path) -> Path:
     card = (run_dir / "MODEL_CARD.md").read_text(encoding="utf-8").replace("`plots/", "`mlkd_track_plots/")
     write_text_atomic(models / "MLKD_TRACK_CARD.md", card)
     (models / "mlkd_track_plots").mkdir(exist_ok=True)
-    for png in (run_dir / "plots").glob("*_ALL.png"):
+    for png in (run_dir / "plots").glob("*.png"):
         with atomic_output(models / "mlkd_track_plots" / png.name) as tmp:
             shutil.copyfile(png, tmp)
     lines = [line for line in spec_path.read_text(encoding="utf-8").splitlines() if not line.startswith("weights:")]

@@ -94,14 +94,14 @@ def test_pipeline_end_to_end_then_rerun_and_publish(synth, enhancer, tmp_path, c
     card = (out / "MODEL_CARD.md").read_text()
     for text in ("MLKD-Track", "no-KD-student", "teacher", "CSRT", "KCF", "Distillation check", "pairs/s"):
         assert text in card
-    assert (out / "plots" / "success_ALL.png").stat().st_size > 1000
+    assert (out / "plots" / "success.png").stat().st_size > 1000
 
     # published: models/mlkd_track.yaml now names the fp16 weights, and the default model loads from it
     spec = yaml.safe_load((models / "mlkd_track.yaml").read_text())
     assert spec["weights"] == "mlkd_track.pth" and spec["arch"]["width"] == 0.25
     loaded = load_model(models / "mlkd_track.yaml", "cpu")
     assert loaded.info["width"] == 0.25 and loaded.name == "MLKD-Track"
-    assert (models / "MLKD_TRACK_CARD.md").is_file() and (models / "mlkd_track_plots" / "success_ALL.png").is_file()
+    assert (models / "MLKD_TRACK_CARD.md").is_file() and (models / "mlkd_track_plots" / "success.png").is_file()
 
     # a second run keeps every finished stage; one with other settings for a finished stage is refused
     assert main(args) == 0
