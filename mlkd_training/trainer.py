@@ -418,7 +418,7 @@ class Trainer:
                     "pairs_per_s": round(steps * pairs_per_step / max(seconds, 1e-9), 3),
                     "losses": {k: sums[k] / counts[k] for k in sorted(sums) if k != "elected"},
                     "elections": {n: b - a for n, a, b in zip(self.models, elections_before, self.room.elections)},
-                    "skipped": dict(zip(self.models, self.room.skipped))})
+                    "skipped": dict(zip(self.models, self.room.skipped)), "compute": self.compute_label()})
                 self.save()
         finally:
             bar.close()
@@ -427,6 +427,14 @@ class Trainer:
         if self.dist.main:
             self._plot_curves()
         return self.history
+
+    def compute_label(self) -> str:
+        """What this run trains on, e.g. ``cpu (2 threads)`` or ``4 x NVIDIA H100 (cuda, amp)``."""
+        if self.device.type == "cuda":
+            name = torch.cuda.get_device_name(self.device)
+            return f"{self.dist.world} x {name} (cuda{', amp' if self.amp else ''})"
+        procs = f"{self.dist.world} processes x " if self.dist.world > 1 else ""
+        return f"cpu ({procs}{torch.get_num_threads()} threads)"
 
     def _log(self, logs: dict[str, float], lr: float, speed: float) -> None:
         if self.writer is None:

@@ -10,7 +10,6 @@ from conftest import REPO, shared_dir
 from mlkd_tracker.backends import load_model
 from mlkd_tracker.cli import main
 from mlkd_tracker.nets.checkpoint import read_checkpoint
-from mlkd_training.pipeline import split_names
 from training_data import single_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -51,14 +50,6 @@ def enhancer(tmp_path_factory):
     torch.manual_seed(0)
     torch.save(DarkLighter().state_dict(), path)
     return path
-
-
-def test_split_is_deterministic_disjoint_and_complete():
-    names = [f"s{i}" for i in range(20)]
-    train, val, test = split_names(names, 0.15, 0.25, seed=3)
-    assert (len(train), len(val), len(test)) == (12, 3, 5)
-    assert sorted(train + val + test) == sorted(names)
-    assert split_names(names, 0.15, 0.25, seed=3) == (train, val, test)
 
 
 def test_pipeline_end_to_end_then_rerun_and_publish(synth, enhancer, tmp_path, capsys):
@@ -108,20 +99,6 @@ def test_pipeline_end_to_end_then_rerun_and_publish(synth, enhancer, tmp_path, c
     assert capsys.readouterr().out.count("finished earlier, kept") == 4
     assert main(args + ["--set", "ml.losses.kd_weight=5"]) == 2
     assert "was trained with other settings (losses.kd_weight)" in capsys.readouterr().err
-
-
-def test_results_of_a_changed_model_are_not_reused(tmp_path):
-    from mlkd_training.pipeline import _forget_stale_results
-
-    model, folder = tmp_path / "m.pth", tmp_path / "results" / "seq-set" / "MLKD-Track"
-    model.write_bytes(b"weights v1")
-    _forget_stale_results(folder, str(model))
-    (folder / "seq1.txt").write_text("1,2,3,4\n")
-    _forget_stale_results(folder, str(model))
-    assert (folder / "seq1.txt").is_file()  # same model: tracking resumes from these
-    model.write_bytes(b"weights v2")
-    _forget_stale_results(folder, str(model))
-    assert not (folder / "seq1.txt").exists() and (folder / "model.sha256").is_file()
 
 
 def test_select_command_writes_the_best_student(synth, tmp_path, capsys):
