@@ -1,7 +1,7 @@
 """ML-mode training throughput: the mutual-learning room (teacher once per batch) against a loop
 that recomputes the teacher for each of the three students, in one run.
 
-Both loops train the same three students (same losses, election, mutual term, update) on the
+All loops train the same three students (same losses, election, mutual term, update) on the
 same batches; they differ only in how often the teacher runs:
 
 - ``room``: :class:`mlkd_training.room.Room`, the teacher once per batch under ``no_grad``
@@ -12,7 +12,8 @@ same batches; they differ only in how often the teacher runs:
   not detached, so each backward also runs through the teacher).
 
 The teacher is the real one: ``SiamRPN(width, enhancer=DarkLighter())``. Weights are random
-(throughput does not depend on them). Crops are 127 / 255 as in training. Prints a table,
+(throughput does not depend on them). Crops are 127 / 255 as in training. The loops take
+turns step by step, so load changes on a shared machine affect them alike. Prints a table,
 writes JSON. Usage::
 
     python bench/ml_throughput.py --widths 0.25,0.5,1.0 --batch 8 --steps 3 --json bench_ml_throughput.json
@@ -101,15 +102,27 @@ class PerStudentTeacherRoom(Room):
         return logs
 
 
-def measure(room: Room, batches: list[dict[str, torch.Tensor]], warmup: int) -> float:
-    """Pairs per second over the timed batches (after ``warmup`` untimed ones)."""
-    for batch in batches[:warmup]:
-        room.step(batch)
-    t0 = time.perf_counter()
-    for batch in batches[warmup:]:
-        room.step(batch)
-    seconds = time.perf_counter() - t0
-    return sum(len(b["template"]) for b in batches[warmup:]) / seconds
+def measure(loops: dict[str, Room], batches: list[dict[str, torch.Tensor]], warmup: int,
+            teacher: torch.nn.Module) -> tuple[dict[str, float], float]:
+    """Pairs per second of each loop, and the teacher's forward seconds per batch.
+
+    The loops take turns, one step each, so that a load change on a shared machine hits them
+    alike; the first ``warmup`` rounds are not timed.
+    """
+    seconds = {name: 0.0 for name in loops}
+    teacher_s, pairs = 0.0, 0
+    for i, batch in enumerate(batches):
+        timed = i >= warmup
+        for name, room in loops.items():
+            t0 = time.perf_counter()
+            room.step(batch)
+            seconds[name] += (time.perf_counter() - t0) * timed
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            teacher(batch["template"], batch["search"])
+        teacher_s += (time.perf_counter() - t0) * timed
+        pairs += len(batch["template"]) * timed
+    return {name: pairs / s for name, s in seconds.items()}, teacher_s / (len(batches) - warmup)
 
 
 def main() -> int:
@@ -141,13 +154,8 @@ def main() -> int:
             "per-student teacher, reference style": PerStudentTeacherRoom(
                 make_learners(width, 1), reference_teacher, losses, mutual=True, reference_grad=True),
         }
-        speeds = {name: measure(room, batches, args.warmup) for name, room in loops.items()}
+        speeds, teacher_s = measure(loops, batches, args.warmup, teacher)
         ours = speeds["room (teacher once per batch)"]
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            for batch in batches[args.warmup:]:
-                teacher(batch["template"], batch["search"])
-        teacher_s = (time.perf_counter() - t0) / args.steps
         room_s = args.batch / ours
         report["widths"][str(width)] = {
             **{name: {"pairs_per_s": s, "room_speedup": ours / s} for name, s in speeds.items()},

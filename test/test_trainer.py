@@ -9,7 +9,7 @@ import torch
 from mlkd_tracker.backends import load_model
 from mlkd_tracker.errors import InputError, ModelFileError
 from mlkd_tracker.nets import SiamRPN
-from mlkd_training.pairs import FrameCanvases, PairConfig, PairSource
+from mlkd_training.pairs import FrameCanvases, PairSource
 from mlkd_training.train_config import load_train_config
 from mlkd_training.trainer import Trainer, latest_state
 from training_data import TinyEnhancer, write_dataset, single_thread  # noqa: F401 (fixture)
