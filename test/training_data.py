@@ -37,6 +37,8 @@ def write_sequence(folder: Path, name: str, frames: int = 8, size=(160, 200), si
         boxes.append((xi, yi, side, side))
         x = float(np.clip(x + vx, 2, w - side - 2))
         y = float(np.clip(y + vy, 2, h - side - 2))
+    # the frames and groundtruth.txt make the folder a GOT-10k-style sequence the readers open
+    (out / "groundtruth.txt").write_text("".join(f"{b[0]},{b[1]},{b[2]},{b[3]}\n" for b in boxes))
     return Sequence(name, paths, np.array(boxes, np.float64))
 
 
