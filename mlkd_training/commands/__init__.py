@@ -1,0 +1,1 @@
+"""Training-side ``mlkd`` subcommands, one module each (``add_arguments`` + ``run``), imported on demand."""
