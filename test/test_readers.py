@@ -117,6 +117,7 @@ def test_pysot_json_with_attributes_and_visibility(tmp_path):
     (tmp_path / "Night.json").write_text(json.dumps(meta))
     seq = open_dataset(tmp_path)["car1"]
     assert detect_kind(tmp_path) == "pysot" and open_dataset(tmp_path / "Night.json").name == "Night"
+    assert open_dataset(tmp_path).name == "Night"  # a folder holding one JSON is named after the JSON
     np.testing.assert_array_equal(seq.gt[:3], boxes[:3])
     assert np.isnan(seq.gt[3]).all() and seq.attrs == {"FM": True, "IV": True}
     assert seq.absent.tolist() == [False, False, True, False]

@@ -17,6 +17,10 @@ from mlkd_tracker.errors import MLKDError
 COMMANDS: dict[str, tuple[str, str]] = {
     "track": ("mlkd_tracker.cli.track", "track a target in a video, a frame folder or a camera"),
     "bench": ("mlkd_tracker.cli.bench", "time crop, network and post-processing per frame"),
+    "synth": ("mlkd_training.commands.synth", "generate synthetic night UAV tracking sequences with daylight twins"),
+    "darken": ("mlkd_training.commands.darken", "turn daytime video or frames into low-light night footage"),
+    "test": ("mlkd_training.commands.test", "run trackers (model files or OpenCV peers) over a dataset"),
+    "eval": ("mlkd_training.commands.eval", "one-pass evaluation: success, precision, plots, per attribute"),
 }
 
 

@@ -365,7 +365,7 @@ def open_dataset(path: str | os.PathLike, kind: str = "auto", sequences: Iterabl
         jsons = _pysot_jsons(path)
         if len(jsons) != 1:
             raise SourceError(f"{path}: expected one pysot JSON, found {len(jsons)}; pass the JSON file itself")
-        return read_pysot_json(jsons[0], sequences, name or path.name)
+        return read_pysot_json(jsons[0], sequences, name)
     if not path.exists():
         raise SourceError(f"dataset not found: {path}")
     return READERS[resolved](path, sequences, name)
