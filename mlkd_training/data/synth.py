@@ -58,13 +58,13 @@ class MotionRanges:
 
     target_size: tuple[float, float] = (14.0, 56.0)
     target_aspect: tuple[float, float] = (0.35, 1.0)
-    target_speed: tuple[float, float] = (0.4, 4.0)
-    speed_change: tuple[float, float] = (0.3, 2.5)
+    target_speed: tuple[float, float] = (0.02, 0.15)  # target lengths per frame
+    speed_change: tuple[float, float] = (0.4, 2.0)
     segment_frames: tuple[float, float] = (25.0, 100.0)
     turn_rate: tuple[float, float] = (0.0, 3.0)
     rigid_probability: float = 0.6
     scale_drift: tuple[float, float] = (0.0, 0.35)
-    camera_lag: tuple[float, float] = (0.08, 0.3)
+    camera_lag: tuple[float, float] = (0.12, 0.4)
     pan_wander: tuple[float, float] = (0.0, 0.25)
     zoom_drift: tuple[float, float] = (0.0, 0.3)
     roll_drift: tuple[float, float] = (0.0, 12.0)
@@ -212,8 +212,7 @@ def photo_patch(photo: np.ndarray, width: int, height: int, rng: np.random.Gener
         patch = patch[:, ::-1]
     if tint and _is_grey(photo):
         patch = np.clip(patch * rng.uniform(0.55, 1.15, 3), 0, 255).astype(np.uint8)
-    gain = rng.uniform(0.75, 1.2)
-    return np.clip(patch.astype(np.float32) * gain + rng.uniform(-12, 12), 0, 255).astype(np.uint8)
+    return cv2.convertScaleAbs(patch, alpha=rng.uniform(0.75, 1.2), beta=rng.uniform(-12, 12))
 
 
 def superellipse_alpha(width: int, height: int, a: float, b: float, power: float, feather: float = 1.0):
@@ -260,8 +259,8 @@ def motion_kernel(dx: float, dy: float) -> np.ndarray | None:
 
 def build_ground(photos: list[np.ndarray], width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     """A collage of overlapping photo patches blended with smooth windows, seen from altitude (shrunk)."""
-    tile = _uniform(rng, (260.0, 420.0))
-    size = int(tile * 1.7)
+    tile = _uniform(rng, (300.0, 480.0))
+    size = int(tile * 1.5)
     window = np.outer(np.hanning(size + 2)[1:-1], np.hanning(size + 2)[1:-1]).astype(np.float32) + 1e-4
     acc = np.zeros((height, width, 3), np.float32)
     weight = np.zeros((height, width), np.float32)
@@ -321,9 +320,10 @@ class SynthFrame:
     camera_motion: float  # px the ground moved since the previous frame
 
 
-def _plan_path(n: int, start: np.ndarray, rng: np.random.Generator, m: MotionRanges) -> tuple[np.ndarray, np.ndarray]:
-    """Positions and headings (degrees) of a target with speed changes and turns."""
-    base = _uniform(rng, m.target_speed)
+def _plan_path(n: int, start: np.ndarray, rng: np.random.Generator, m: MotionRanges,
+               length: float) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and headings (degrees) of a target ``length`` px long with speed changes and turns."""
+    base = _uniform(rng, m.target_speed) * length
     speed = np.empty(n)
     turn = np.empty(n)
     t = 0
@@ -366,7 +366,7 @@ class SyntheticSequence:
         long_side = _uniform(rng, m.target_size)
         short_side = max(6.0, long_side * _uniform(rng, m.target_aspect))
         tw, th = (long_side, short_side) if self.rigid or rng.random() < 0.5 else (short_side, long_side)
-        path, heading = _plan_path(n, np.zeros(2), rng, m)
+        path, heading = _plan_path(n, np.zeros(2), rng, m, long_side)
         scale = np.exp(_uniform(rng, m.scale_drift) * smooth_noise(n, rng, 60.0))
         scale /= scale[0]
         angle = heading.copy() if self.rigid else np.full(n, _uniform(rng, (-30.0, 30.0)))  # vehicles turn
@@ -381,9 +381,9 @@ class SyntheticSequence:
             bump = np.sin(np.clip((np.arange(n) - t0) / dur, 0, 1) * np.pi) ** 2
             direction = rng.normal(0, 1, 2)
             wander += bump[:, None] * direction / np.linalg.norm(direction) * rng.uniform(0.4, 0.7) * np.hypot(w, h)
-        goal = path + wander
+        goal = path + wander + rng.uniform(-0.1, 0.1, 2) * np.array([w, h])  # framing offset
         centre = np.empty_like(goal)
-        centre[0] = rng.uniform(-0.12, 0.12, 2) * np.array([w, h])
+        centre[0] = goal[0] - (goal[1] - goal[0]) * (1 - lag) / lag  # already following: steady-state lag
         for t in range(1, n):
             centre[t] = centre[t - 1] + lag * (goal[t] - centre[t - 1])
         shake_px = _uniform(rng, m.shake)
@@ -412,7 +412,7 @@ class SyntheticSequence:
         self.distractors = []
         for _ in range(int(round(_uniform(rng, m.distractors)))):
             t0 = int(rng.integers(0, n))
-            d_path, d_heading = _plan_path(n, np.zeros(2), rng, m)
+            d_path, d_heading = _plan_path(n, np.zeros(2), rng, m, long_side)
             d_path += path[t0] + rng.normal(0, 1, 2) * 0.25 * np.array([w, h]) - d_path[t0]
             d_angle = d_heading - d_heading[0] + angle[0] if self.rigid else np.full(n, angle[0] + rng.uniform(-40, 40))
             bgra = self.target.bgra.copy()
@@ -473,7 +473,8 @@ class SyntheticSequence:
                 seen_distractor |= self._draw(sprite, t, cam, prev_cam, day, night) is not None
             stats = self._draw(self.target, t, cam, prev_cam, day, night)
             box, visible, in_view, light = self._annotate(t, cam, stats)
-            yield SynthFrame(t, day[..., :3], self.camera.capture(night[..., :3], rng), box, visible, in_view, light,
+            night_bgr = self.camera.capture(cv2.cvtColor(night, cv2.COLOR_BGRA2BGR), rng)  # drop the matte
+            yield SynthFrame(t, cv2.cvtColor(day, cv2.COLOR_BGRA2BGR), night_bgr, box, visible, in_view, light,
                              seen_distractor, float(np.hypot(ground_shift[0], ground_shift[1])))
             prev_cam = cam
 
