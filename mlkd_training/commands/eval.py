@@ -63,6 +63,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_plots:
         from mlkd_training.evaluation.plots import plot_all
 
-        paths = plot_all(evaluations, out_dir, dataset.name)
+        paths = plot_all(evaluations, out_dir, dataset.name, attributes)
         print(f"plots: {len(paths)} PNG in {out_dir}")
     return 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Sequence as SequenceABC
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -57,10 +58,9 @@ def parse_boxes(text: str, source: str) -> np.ndarray:
         lines.pop()
     if not lines:
         return np.zeros((0, 4))
-    try:  # fast path: every line has 4 fields with one kind of separator
-        rows = [line.split(",") for line in lines] if "," in text else [line.split() for line in lines]
-        boxes = np.array(rows, dtype=np.float64)
-        if boxes.ndim == 2 and boxes.shape[1] == 4:
+    try:  # fast path (numpy's C parser): every line has 4 fields and one kind of separator
+        boxes = np.loadtxt(lines, delimiter="," if "," in text else None, comments=None, ndmin=2)
+        if boxes.shape == (len(lines), 4):  # blank lines are skipped by loadtxt: then take the slow path
             return boxes
     except ValueError:
         pass
@@ -120,6 +120,21 @@ def _is_float(token: str) -> bool:
         return False
 
 
+class FrameList(SequenceABC):
+    """Frame paths ``root/name``, made ``Path`` objects only when used (pysot JSONs list millions of frames)."""
+
+    def __init__(self, root: Path, names: list[str]):
+        self.root, self.names = root, names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return FrameList(self.root, self.names[index])
+        return self.root / self.names[index]
+
+
 def list_frames(folder: Path) -> list[Path]:
     """Image files of a frame folder (or its ``img/`` subfolder) in natural order."""
     if not folder.is_dir():
@@ -132,7 +147,7 @@ def list_frames(folder: Path) -> list[Path]:
     return sorted(paths, key=lambda p: natural_key(p.name))
 
 
-def fit_frames(name: str, frames: list[Path], gt: np.ndarray, source: str) -> tuple[list[Path], np.ndarray]:
+def fit_frames(name: str, frames: SequenceABC, gt: np.ndarray, source: str) -> tuple[SequenceABC, np.ndarray]:
     """Reconcile frame and box counts as the benchmark toolkits do (see the module docstring)."""
     if len(gt) == len(frames):
         return frames, gt
@@ -261,6 +276,12 @@ def read_lasot(root: str | os.PathLike, sequences: Iterable[str] | None = None, 
 def _json_boxes(rects: Any, where: str) -> np.ndarray:
     if not isinstance(rects, list):
         raise SourceError(f"{where}: gt_rect must be a list of [x, y, w, h]")
+    try:  # fast path: all rows are 4 numbers
+        boxes = np.array(rects, dtype=np.float64)
+        if boxes.shape == (len(rects), 4):
+            return boxes
+    except (TypeError, ValueError):
+        pass
     boxes = np.full((len(rects), 4), np.nan)
     for i, r in enumerate(rects):
         if r is None or (isinstance(r, list) and not r):
@@ -294,8 +315,8 @@ def read_pysot_json(path: str | os.PathLike, sequences: Iterable[str] | None = N
         where = f"{path} [{seq_name}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("img_names"), list) or "gt_rect" not in entry:
             raise SourceError(f"{where}: expected keys img_names (list) and gt_rect")
-        frames = [root / n for n in entry["img_names"]]
-        for frame in (frames[:1] + frames[-1:]):
+        frames = FrameList(root, entry["img_names"])
+        for frame in (frames[0], frames[-1]) if len(frames) else ():
             if not frame.is_file():
                 raise SourceError(f"{where}: frame {frame} not found (img_names are relative to {root})")
         frames, gt = fit_frames(seq_name, frames, _json_boxes(entry["gt_rect"], where), str(path))

@@ -23,6 +23,7 @@ Layout written by :func:`generate_dataset` (readable by :func:`~mlkd_training.da
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing as mp
@@ -320,6 +321,16 @@ class SynthFrame:
     camera_motion: float  # px the ground moved since the previous frame
 
 
+def _draw_length(rng: np.random.Generator, config: SynthConfig) -> int:
+    """A sequence's frame count: the first draw of its generator."""
+    return int(rng.integers(config.frames[0], config.frames[1] + 1))
+
+
+def sequence_length(config: SynthConfig, seed: int, index: int) -> int:
+    """Frames of sequence ``index`` without planning it."""
+    return _draw_length(np.random.default_rng([seed, index]), config)
+
+
 def _plan_path(n: int, start: np.ndarray, rng: np.random.Generator, m: MotionRanges,
                length: float) -> tuple[np.ndarray, np.ndarray]:
     """Positions and headings (degrees) of a target ``length`` px long with speed changes and turns."""
@@ -353,7 +364,7 @@ class SyntheticSequence:
         self.name = f"{config.name.lower()}_{index + 1:04d}"
         rng = np.random.default_rng([seed, index])
         m, w, h = config.motion, config.width, config.height
-        n = self.length = int(rng.integers(config.frames[0], config.frames[1] + 1))
+        n = self.length = _draw_length(rng, config)
         sources = photos if photos is not None else list_photo_sources(config.image_dirs, config.builtin_images)
         weights = np.array([src.ground_weight for src in sources])
         picks = rng.choice(len(sources), size=min(len(sources), int(rng.integers(2, 5))), replace=False,
@@ -695,25 +706,20 @@ def generate_dataset(out_dir: str | os.PathLike, config: SynthConfig = SynthConf
     todo = [i for i, n in enumerate(names) if not (resume and _sequence_done(out_dir, n))]
     write_json_atomic(settings_file, {**settings, "version": 1, "sequences": names})
     t0 = time.perf_counter()
-    bar = tqdm(total=len(todo), unit="seq", desc=f"synth {config.name}", disable=not progress)
-    try:
+    bar = tqdm(total=sum(sequence_length(config, seed, i) for i in todo), unit="frame",
+               desc=f"synth {config.name} ({len(todo)} sequences)", disable=not progress)
+    with bar, contextlib.ExitStack() as stack:
         if workers == 1 or len(todo) <= 1:
             _worker_init(config, seed, str(out_dir), photos)
-            results = map(_worker_run, todo)
-            for meta in results:
-                summary.generated.append(meta["name"])
-                summary.frames += meta["frames"]
-                bar.update(1)
-                bar.set_postfix(frames=summary.frames)
+            metas = map(_worker_run, todo)
         else:
-            with mp.get_context("spawn").Pool(workers, _worker_init, (config, seed, str(out_dir), photos)) as pool:
-                for meta in pool.imap_unordered(_worker_run, todo):
-                    summary.generated.append(meta["name"])
-                    summary.frames += meta["frames"]
-                    bar.update(1)
-                    bar.set_postfix(frames=summary.frames)
-    finally:
-        bar.close()
+            pool = stack.enter_context(mp.get_context("spawn").Pool(workers, _worker_init,
+                                                                    (config, seed, str(out_dir), photos)))
+            metas = pool.imap_unordered(_worker_run, todo)
+        for meta in metas:
+            summary.generated.append(meta["name"])
+            summary.frames += meta["frames"]
+            bar.update(meta["frames"])
     summary.seconds = time.perf_counter() - t0
     metas = [json.loads((out_dir / "meta" / f"{n}.json").read_text()) for n in names]
     for kind in ("night", "day"):

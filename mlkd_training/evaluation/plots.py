@@ -1,8 +1,13 @@
-"""Success, precision and normalised-precision plots (PNG, matplotlib), one set per attribute."""
+"""Success, precision and normalised-precision plots (PNG, matplotlib).
+
+``success.png``, ``precision.png`` and ``norm_precision.png`` cover all sequences;
+``attributes_success.png`` and ``attributes_precision.png`` hold one panel per attribute. Trackers
+are ranked by the score in the legend (AUC, precision at 20 px, normalised precision at 0.2).
+"""
 from __future__ import annotations
 
+import math
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -11,11 +16,11 @@ from mlkd_training.evaluation.metrics import (NORM_PRECISION_THRESHOLDS, PRECISI
                                               Scores, TrackerEvaluation)
 
 _KINDS = {  # kind -> (x values, x label, y label, legend score, title)
-    "success": (SUCCESS_THRESHOLDS, "overlap threshold", "success rate", "AUC", "Success plots of OPE"),
+    "success": (SUCCESS_THRESHOLDS, "overlap threshold", "success rate", "AUC", "Success plot of OPE"),
     "precision": (PRECISION_THRESHOLDS, "location error threshold (px)", "precision", "P@20",
-                  "Precision plots of OPE"),
+                  "Precision plot of OPE"),
     "norm_precision": (NORM_PRECISION_THRESHOLDS, "normalised location error threshold", "normalised precision",
-                       "NP@0.2", "Normalised precision plots of OPE"),
+                       "NP@0.2", "Normalised precision plot of OPE"),
 }
 
 
@@ -33,7 +38,7 @@ def save_figure(fig, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial.png")
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=100)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -41,43 +46,67 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
-def plot_curves(evaluations: Sequence[TrackerEvaluation], kind: str, path: Path, dataset: str,
-                attribute: str | None = None) -> Path:
-    """One plot of ``kind`` (success / precision / norm_precision), trackers ranked by their score."""
+def _draw_panel(ax, evaluations: Sequence[TrackerEvaluation], kind: str, title: str,
+                attribute: str | None = None, legend_size: float = 8) -> None:
+    xs, xlabel, ylabel, score_name, _ = _KINDS[kind]
+    rows = []
+    for ev in evaluations:
+        scores = ev.overall if attribute is None else ev.attributes.get(attribute)
+        if scores is not None and scores.sequences:
+            rows.append((ev.name, *_curve(scores, kind)))
+    for name, curve, score in sorted(rows, key=lambda r: -r[2]):
+        ax.plot(xs, curve, linewidth=1.8, label=f"[{score:.3f}] {name}")
+    ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(xs[0], xs[-1]), ylim=(0, 1.0), title=title)
+    ax.grid(True, alpha=0.3)
+    if rows:
+        ax.legend(loc="lower left" if kind == "success" else "lower right", fontsize=legend_size,
+                  title=score_name, title_fontsize=legend_size)
+
+
+def _figure(rows: int, cols: int, panel: tuple[float, float]):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xs, xlabel, ylabel, score_name, title = _KINDS[kind]
-    rows = []
-    for ev in evaluations:
-        scores = ev.overall if attribute is None else ev.attributes.get(attribute)
-        if scores is not None and scores.sequences:
-            rows.append((ev.name, *_curve(scores, kind), scores.sequences))
-    rows.sort(key=lambda r: -r[2])
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    fig, axes = plt.subplots(rows, cols, figsize=(panel[0] * cols, panel[1] * rows), squeeze=False)
+    return plt, fig, axes
+
+
+def plot_overall(evaluations: Sequence[TrackerEvaluation], kind: str, path: Path, dataset: str) -> Path:
+    """One plot of ``kind`` (success / precision / norm_precision) over all sequences."""
+    plt, fig, axes = _figure(1, 1, (6.4, 4.8))
     try:
-        for name, curve, score, _ in rows:
-            ax.plot(xs, curve, linewidth=2, label=f"[{score:.3f}] {name}")
-        n_seq = rows[0][3] if rows else 0
-        ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(xs[0], xs[-1]), ylim=(0, 1.0),
-               title=f"{title} on {dataset}" + (f" ({attribute}, {n_seq} seq.)" if attribute else ""))
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower left" if kind == "success" else "lower right", fontsize=8,
-                  title=score_name, title_fontsize=8)
-        fig.tight_layout()
+        n_seq = max((ev.overall.sequences for ev in evaluations), default=0)
+        _draw_panel(axes[0, 0], evaluations, kind, f"{_KINDS[kind][4]} on {dataset} ({n_seq} sequences)")
+        fig.subplots_adjust(left=0.11, right=0.97, bottom=0.11, top=0.92)
         return save_figure(fig, path)
     finally:
         plt.close(fig)
 
 
-def plot_all(evaluations: Sequence[TrackerEvaluation], out_dir: Path, dataset: str) -> list[Path]:
-    """Every kind of plot for all sequences and for each attribute: ``<kind>_<ATTR>.png``."""
-    attributes = sorted({a for ev in evaluations for a in ev.attributes})
-    paths = []
-    for attribute in [None, *attributes]:
-        label = "ALL" if attribute is None else re.sub(r"[^A-Za-z0-9_.-]+", "_", attribute)
-        for kind in _KINDS:
-            paths.append(plot_curves(evaluations, kind, out_dir / f"{kind}_{label}.png", dataset, attribute))
+def plot_attributes(evaluations: Sequence[TrackerEvaluation], kind: str, path: Path,
+                    attributes: dict[str, list[str]]) -> Path:
+    """One panel per attribute (sequences that have it), in a grid."""
+    names = sorted(attributes)
+    cols = min(4, len(names))
+    plt, fig, axes = _figure(math.ceil(len(names) / cols), cols, (4.2, 3.4))
+    try:
+        for ax, attr in zip(axes.flat, names):
+            _draw_panel(ax, evaluations, kind, f"{attr} ({len(attributes[attr])} seq.)", attr, legend_size=6)
+        for ax in list(axes.flat)[len(names):]:
+            ax.set_visible(False)
+        fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.94, hspace=0.45, wspace=0.3)
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_all(evaluations: Sequence[TrackerEvaluation], out_dir: Path, dataset: str,
+             attributes: dict[str, list[str]] | None = None) -> list[Path]:
+    """The three overall plots, and the attribute grids when the dataset has attributes."""
+    paths = [plot_overall(evaluations, kind, out_dir / f"{kind}.png", dataset) for kind in _KINDS]
+    if attributes:
+        paths += [plot_attributes(evaluations, kind, out_dir / f"attributes_{kind}.png", attributes)
+                  for kind in ("success", "precision")]
     return paths
