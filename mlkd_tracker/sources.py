@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from mlkd_tracker.errors import SourceError
+from mlkd_tracker.frames import as_bgr_frame
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -77,6 +78,15 @@ class VideoSource(FrameSource):
 
     def close(self) -> None:
         self.capture.release()
+
+
+def split_first(source: FrameSource) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    """The first frame of ``source`` (HxWx3 BGR) and an iterator over the rest; empty sources are an error."""
+    frames = iter(source)
+    try:
+        return as_bgr_frame(next(frames)), frames
+    except StopIteration:
+        raise SourceError(f"{source.name} has no frames") from None
 
 
 def open_source(spec: str | os.PathLike) -> FrameSource:

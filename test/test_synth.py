@@ -155,3 +155,15 @@ def test_mlkd_darken_folder_and_video(tmp_path, capsys):
     capsys.readouterr()
     assert main(["darken", str(tmp_path / "day"), str(tmp_path / "night"), "--quiet"]) == 2
     assert "is not an empty folder" in capsys.readouterr().err
+
+
+def test_help_lists_the_night_data_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in ("synth", "darken", "test", "eval"))
+    for name, words in (("synth", "daylight"), ("darken", "low-light"), ("test", "peer"), ("eval", "protocol")):
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        assert words in capsys.readouterr().out

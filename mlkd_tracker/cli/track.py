@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from mlkd_tracker.draw import draw_result
     from mlkd_tracker.frames import as_bgr_frame, parse_box
     from mlkd_tracker.report import format_table, latency_stats, write_text_atomic
-    from mlkd_tracker.sources import open_source
+    from mlkd_tracker.sources import open_source, split_first
     from mlkd_tracker.tracker import Status, TrackResult
 
     if args.show and not _has_display():
@@ -106,11 +106,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give the initial box with --init x,y,w,h or draw it with --select")
     tracker, loaded = create_tracker(args.model, args.device, args.precision, parse_overrides(args.overrides))
     source = open_source(args.source)
-    frames = iter(source)
-    try:
-        first = as_bgr_frame(next(frames))
-    except StopIteration:
-        raise SourceError(f"{source.name} has no frames") from None
+    first, frames = split_first(source)
     if init_box is None:
         init_box = select_box(first)
     tracker.init(first, init_box)

@@ -35,17 +35,13 @@ def run(args: argparse.Namespace) -> int:
     from mlkd_tracker.errors import InputError, SourceError
     from mlkd_tracker.frames import as_bgr_frame
     from mlkd_tracker.report import write_json_atomic
-    from mlkd_tracker.sources import open_source
+    from mlkd_tracker.sources import open_source, split_first
     from mlkd_training.commands.synth import parse_range_overrides
     from mlkd_training.data.degrade import NightCamera, NightRanges, decode_jpeg, encode_jpeg, sample_night_params
 
     ranges = NightRanges().replace(**parse_range_overrides(args.overrides))
     source = open_source(args.input)
-    frames = iter(source)
-    try:
-        first = as_bgr_frame(next(frames))
-    except StopIteration:
-        raise SourceError(f"{source.name} has no frames") from None
+    first, frames = split_first(source)
     height, width = first.shape[:2]
     rng = np.random.default_rng(args.seed)
     params = sample_night_params(rng, ranges, width * height / 1e6)

@@ -170,7 +170,8 @@ class NightRanges:
         return NightRanges(**values)
 
 
-def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+def draw_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    """One uniform draw from ``(low, high)``; a degenerate range gives ``low``."""
     return float(rng.uniform(bounds[0], bounds[1])) if bounds[1] > bounds[0] else float(bounds[0])
 
 
@@ -181,25 +182,25 @@ def sample_night_params(rng: np.random.Generator, ranges: NightRanges = NightRan
     mix = np.asarray(r.lamp_mix, np.float64)
     kind = rng.choice(3, p=mix / mix.sum())
     sodium_share = (1.0, 0.0, 0.5)[kind]
-    n_lamps = max(1, int(round(_uniform(rng, r.lamps_per_megapixel) * area_megapixels)))
+    n_lamps = max(1, int(round(draw_uniform(rng, r.lamps_per_megapixel) * area_megapixels)))
     lamps = []
     for _ in range(n_lamps):
-        kelvin = _uniform(rng, r.sodium_kelvin if rng.random() < sodium_share else r.led_kelvin)
+        kelvin = draw_uniform(rng, r.sodium_kelvin if rng.random() < sodium_share else r.led_kelvin)
         lamps.append(Lamp(float(rng.uniform(-0.05, 1.05)), float(rng.uniform(-0.05, 1.05)),
-                          _uniform(rng, r.lamp_height), _uniform(rng, r.lamp_intensity), kelvin,
+                          draw_uniform(rng, r.lamp_height), draw_uniform(rng, r.lamp_intensity), kelvin,
                           bool(rng.random() < r.head_visible)))
-    n_lights = int(rng.poisson(_uniform(rng, r.lights_per_megapixel) * area_megapixels))
-    lights = tuple(PointLight(float(rng.random()), float(rng.random()), _uniform(rng, r.light_radiance),
-                              _uniform(rng, (2000.0, 6500.0))) for _ in range(n_lights))
-    log_fw = _uniform(rng, (float(np.log(r.full_well[0])), float(np.log(r.full_well[1]))))
+    n_lights = int(rng.poisson(draw_uniform(rng, r.lights_per_megapixel) * area_megapixels))
+    lights = tuple(PointLight(float(rng.random()), float(rng.random()), draw_uniform(rng, r.light_radiance),
+                              draw_uniform(rng, (2000.0, 6500.0))) for _ in range(n_lights))
+    log_fw = draw_uniform(rng, (float(np.log(r.full_well[0])), float(np.log(r.full_well[1]))))
     return NightParams(
-        mean_level=_uniform(rng, r.mean_level), gamma=_uniform(rng, r.gamma), full_well=float(np.exp(log_fw)),
-        read_noise=_uniform(rng, r.read_noise), white_balance=_uniform(rng, r.white_balance),
-        ambient_kelvin=_uniform(rng, r.ambient_kelvin), ambient_share=_uniform(rng, r.ambient_share),
-        lamps=tuple(lamps), lights=lights, head_radius=_uniform(rng, r.head_radius),
-        head_radiance=_uniform(rng, r.head_radiance), bloom_sigma=_uniform(rng, r.bloom_sigma),
-        bloom_strength=_uniform(rng, r.bloom_strength), denoise_sigma=_uniform(rng, r.denoise_sigma),
-        jpeg_quality=int(round(_uniform(rng, r.jpeg_quality))), shutter=_uniform(rng, r.shutter))
+        mean_level=draw_uniform(rng, r.mean_level), gamma=draw_uniform(rng, r.gamma), full_well=float(np.exp(log_fw)),
+        read_noise=draw_uniform(rng, r.read_noise), white_balance=draw_uniform(rng, r.white_balance),
+        ambient_kelvin=draw_uniform(rng, r.ambient_kelvin), ambient_share=draw_uniform(rng, r.ambient_share),
+        lamps=tuple(lamps), lights=lights, head_radius=draw_uniform(rng, r.head_radius),
+        head_radiance=draw_uniform(rng, r.head_radiance), bloom_sigma=draw_uniform(rng, r.bloom_sigma),
+        bloom_strength=draw_uniform(rng, r.bloom_strength), denoise_sigma=draw_uniform(rng, r.denoise_sigma),
+        jpeg_quality=int(round(draw_uniform(rng, r.jpeg_quality))), shutter=draw_uniform(rng, r.shutter))
 
 
 def _white_balance_gains(params: NightParams) -> np.ndarray:

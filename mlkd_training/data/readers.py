@@ -100,24 +100,19 @@ def read_flags(path: Path, expected: int | None = None, one_line: bool = False,
     except OSError as exc:
         raise SourceError(f"cannot read label file {path}: {exc}") from None
     tokens = text.replace(",", " ").split() if one_line else [t.strip() for t in text.splitlines() if t.strip()]
-    try:
-        flags = np.array([int(float(t)) for t in tokens], dtype=np.int64)
-    except ValueError:
-        bad = next(t for t in tokens if not _is_float(t))
-        raise SourceError(f"{path}: expected integer labels {levels.start}..{levels.stop - 1}, got {bad!r}") from None
+    values = []
+    for token in tokens:
+        try:
+            values.append(int(float(token)))
+        except ValueError:
+            raise SourceError(f"{path}: expected integer labels {levels.start}..{levels.stop - 1}, "
+                              f"got {token!r}") from None
+    flags = np.array(values, dtype=np.int64)
     if flags.size and (flags.min() < levels.start or flags.max() >= levels.stop):
         raise SourceError(f"{path}: labels must be {levels.start}..{levels.stop - 1}, found {flags.min()}..{flags.max()}")
     if expected is not None and len(flags) != expected:
         raise SourceError(f"{path}: {len(flags)} labels for {expected} frames")
     return flags
-
-
-def _is_float(token: str) -> bool:
-    try:
-        float(token)
-        return True
-    except ValueError:
-        return False
 
 
 class FrameList(SequenceABC):

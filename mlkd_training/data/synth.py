@@ -40,8 +40,8 @@ import numpy as np
 from mlkd_tracker.errors import InputError, SourceError
 from mlkd_tracker.report import write_json_atomic, write_text_atomic
 from mlkd_tracker.sources import IMAGE_SUFFIXES, natural_key
-from mlkd_training.data.degrade import NightCamera, NightParams, NightRanges, encode_jpeg, exposed_signal, \
-    sample_night_params
+from mlkd_training.data.degrade import (NightCamera, NightParams, NightRanges, draw_uniform, encode_jpeg,
+                                        exposed_signal, sample_night_params)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 # photographs shipped inside the scikit-image wheel (no download); the rest of skimage.data is
@@ -189,10 +189,6 @@ def _is_grey(image: np.ndarray) -> bool:
     return bool(np.abs(small[..., 0] - small[..., 1]).max() < 4 and np.abs(small[..., 1] - small[..., 2]).max() < 4)
 
 
-def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
-    return float(rng.uniform(bounds[0], bounds[1])) if bounds[1] > bounds[0] else float(bounds[0])
-
-
 def _affine(angle_deg: float, scale: float, src_center, dst_center) -> np.ndarray:
     """3x3 matrix: rotate by ``angle_deg`` and scale about ``src_center``, moved to ``dst_center``."""
     a = math.radians(angle_deg)
@@ -205,8 +201,8 @@ def photo_patch(photo: np.ndarray, width: int, height: int, rng: np.random.Gener
                 scale: tuple[float, float] = (0.6, 1.6), tint: bool = True) -> np.ndarray:
     """A ``width x height`` view of ``photo``: random centre, rotation, scale, flip; grey photos tinted."""
     h, w = photo.shape[:2]
-    s = _uniform(rng, scale)
-    m = _affine(_uniform(rng, (-180.0, 180.0)), s, (rng.uniform(0, w), rng.uniform(0, h)),
+    s = draw_uniform(rng, scale)
+    m = _affine(draw_uniform(rng, (-180.0, 180.0)), s, (rng.uniform(0, w), rng.uniform(0, h)),
                 ((width - 1) / 2, (height - 1) / 2))
     patch = cv2.warpAffine(photo, m[:2], (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     if rng.random() < 0.5:
@@ -260,7 +256,7 @@ def motion_kernel(dx: float, dy: float) -> np.ndarray | None:
 
 def build_ground(photos: list[np.ndarray], width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     """A collage of overlapping photo patches blended with smooth windows, seen from altitude (shrunk)."""
-    tile = _uniform(rng, (300.0, 480.0))
+    tile = draw_uniform(rng, (300.0, 480.0))
     size = int(tile * 1.5)
     window = np.outer(np.hanning(size + 2)[1:-1], np.hanning(size + 2)[1:-1]).astype(np.float32) + 1e-4
     acc = np.zeros((height, width, 3), np.float32)
@@ -334,18 +330,18 @@ def sequence_length(config: SynthConfig, seed: int, index: int) -> int:
 def _plan_path(n: int, start: np.ndarray, rng: np.random.Generator, m: MotionRanges,
                length: float) -> tuple[np.ndarray, np.ndarray]:
     """Positions and headings (degrees) of a target ``length`` px long with speed changes and turns."""
-    base = _uniform(rng, m.target_speed) * length
+    base = draw_uniform(rng, m.target_speed) * length
     speed = np.empty(n)
     turn = np.empty(n)
     t = 0
     while t < n:
-        length = int(_uniform(rng, m.segment_frames))
-        speed[t:t + length] = base * _uniform(rng, m.speed_change)
-        turn[t:t + length] = _uniform(rng, m.turn_rate) * rng.choice([-1.0, 1.0]) * (rng.random() < 0.6)
+        length = int(draw_uniform(rng, m.segment_frames))
+        speed[t:t + length] = base * draw_uniform(rng, m.speed_change)
+        turn[t:t + length] = draw_uniform(rng, m.turn_rate) * rng.choice([-1.0, 1.0]) * (rng.random() < 0.6)
         t += length
     kernel = np.hanning(17) / np.hanning(17).sum()
     speed = np.convolve(np.pad(speed, 8, mode="edge"), kernel, mode="valid")
-    heading = _uniform(rng, (0.0, 360.0)) + np.cumsum(turn) + 8.0 * smooth_noise(n, rng, 20.0)
+    heading = draw_uniform(rng, (0.0, 360.0)) + np.cumsum(turn) + 8.0 * smooth_noise(n, rng, 20.0)
     step = np.column_stack([np.cos(np.radians(heading)), np.sin(np.radians(heading))]) * speed[:, None]
     positions = start + np.vstack([np.zeros(2), np.cumsum(step[:-1], axis=0)])
     return positions, heading
@@ -374,17 +370,17 @@ class SyntheticSequence:
 
         # target (sizes in frame pixels at the first frame's zoom, 1.0), path planned from the origin
         self.rigid = bool(rng.random() < m.rigid_probability)
-        long_side = _uniform(rng, m.target_size)
-        short_side = max(6.0, long_side * _uniform(rng, m.target_aspect))
+        long_side = draw_uniform(rng, m.target_size)
+        short_side = max(6.0, long_side * draw_uniform(rng, m.target_aspect))
         tw, th = (long_side, short_side) if self.rigid or rng.random() < 0.5 else (short_side, long_side)
         path, heading = _plan_path(n, np.zeros(2), rng, m, long_side)
-        scale = np.exp(_uniform(rng, m.scale_drift) * smooth_noise(n, rng, 60.0))
+        scale = np.exp(draw_uniform(rng, m.scale_drift) * smooth_noise(n, rng, 60.0))
         scale /= scale[0]
-        angle = heading.copy() if self.rigid else np.full(n, _uniform(rng, (-30.0, 30.0)))  # vehicles turn
+        angle = heading.copy() if self.rigid else np.full(n, draw_uniform(rng, (-30.0, 30.0)))  # vehicles turn
 
         # camera: follows the target with lag, framing wander, pan-away events, zoom, roll, shake
-        lag = _uniform(rng, m.camera_lag)
-        wander = _uniform(rng, m.pan_wander) * np.column_stack([smooth_noise(n, rng, 40.0) * w,
+        lag = draw_uniform(rng, m.camera_lag)
+        wander = draw_uniform(rng, m.pan_wander) * np.column_stack([smooth_noise(n, rng, 40.0) * w,
                                                                  smooth_noise(n, rng, 40.0) * h])
         wander -= wander[0]
         if rng.random() < m.out_of_view_probability and n > 60:
@@ -397,11 +393,11 @@ class SyntheticSequence:
         centre[0] = goal[0] - (goal[1] - goal[0]) * (1 - lag) / lag  # already following: steady-state lag
         for t in range(1, n):
             centre[t] = centre[t - 1] + lag * (goal[t] - centre[t - 1])
-        shake_px = _uniform(rng, m.shake)
+        shake_px = draw_uniform(rng, m.shake)
         centre += shake_px * np.column_stack([smooth_noise(n, rng, 1.2), smooth_noise(n, rng, 1.2)])
-        self.cam_zoom = np.clip(np.exp(_uniform(rng, m.zoom_drift) * smooth_noise(n, rng, 80.0)), 0.5, 2.0)
+        self.cam_zoom = np.clip(np.exp(draw_uniform(rng, m.zoom_drift) * smooth_noise(n, rng, 80.0)), 0.5, 2.0)
         self.cam_zoom /= self.cam_zoom[0]
-        self.cam_roll = (_uniform(rng, m.roll_drift) * smooth_noise(n, rng, 90.0)
+        self.cam_roll = (draw_uniform(rng, m.roll_drift) * smooth_noise(n, rng, 90.0)
                          + 0.3 * shake_px * smooth_noise(n, rng, 1.5))
         self.cam_roll += rng.uniform(-10, 10) - self.cam_roll[0]
 
@@ -415,13 +411,13 @@ class SyntheticSequence:
         self.target = self._make_sprite(target_photo, tw, th, path, angle, scale, rng)
         ground = build_ground(ground_photos, self.world_w, self.world_h, rng)
         clutter = [load_photo(sources[int(i)]) for i in rng.integers(len(sources), size=3)]
-        for _ in range(int(rng.poisson(_uniform(rng, m.clutter_per_megapixel) * self.world_w * self.world_h / 1e6))):
+        for _ in range(int(rng.poisson(draw_uniform(rng, m.clutter_per_megapixel) * self.world_w * self.world_h / 1e6))):
             _paint_cutout(ground, None, clutter[int(rng.integers(3))], rng.uniform(0, 1, 2) * [self.world_w, self.world_h],
                           long_side * rng.uniform(0.6, 3.0), rng, darken=(0.7, 1.1), power=(2.0, 6.0), feather=1.0)
 
         # look-alike distractors: recoloured copies of the target passing near it
         self.distractors = []
-        for _ in range(int(round(_uniform(rng, m.distractors)))):
+        for _ in range(int(round(draw_uniform(rng, m.distractors)))):
             t0 = int(rng.integers(0, n))
             d_path, d_heading = _plan_path(n, np.zeros(2), rng, m, long_side)
             d_path += path[t0] + rng.normal(0, 1, 2) * 0.25 * np.array([w, h]) - d_path[t0]
@@ -432,7 +428,7 @@ class SyntheticSequence:
 
         # occluders painted on the ground (and in the matte that puts them over moving objects)
         occluder = np.zeros((self.world_h, self.world_w), np.float32)
-        for _ in range(int(round(_uniform(rng, m.occluders)))):
+        for _ in range(int(round(draw_uniform(rng, m.occluders)))):
             side = long_side * rng.uniform(1.3, 3.0)
             if rng.random() < m.occlusion_probability and n > 40:
                 at = path[int(rng.integers(30, n))] + rng.normal(0, 0.3 * long_side, 2)
@@ -446,7 +442,7 @@ class SyntheticSequence:
 
         # night lighting and camera for the whole canvas
         self.night_params: NightParams = sample_night_params(rng, config.night, self.world_w * self.world_h / 1e6)
-        self.day_shutter = _uniform(rng, m.day_shutter)
+        self.day_shutter = draw_uniform(rng, m.day_shutter)
         self.camera = NightCamera(self.night_params, self.world_w, self.world_h, seed=int(rng.integers(2 ** 31)))
         self.camera.calibrate(ground)
         self.day_canvas = np.dstack([ground, np.zeros_like(ground[..., 0])])
@@ -455,7 +451,7 @@ class SyntheticSequence:
 
     def _make_sprite(self, photo, tw, th, path, angle, scale, rng) -> Sprite:
         pw, ph = int(math.ceil(tw)) + 4, int(math.ceil(th)) + 4
-        alpha, boundary = superellipse_alpha(pw, ph, tw / 2, th / 2, _uniform(rng, (2.5, 6.0)))
+        alpha, boundary = superellipse_alpha(pw, ph, tw / 2, th / 2, draw_uniform(rng, (2.5, 6.0)))
         bgra = np.dstack([textured_crop(photo, pw, ph, rng), np.round(alpha * 255).astype(np.uint8)])
         return Sprite(bgra, boundary, path, angle, scale)
 
@@ -547,9 +543,9 @@ def _paint_cutout(ground: np.ndarray, matte: np.ndarray | None, photo: np.ndarra
                   rng: np.random.Generator, darken=(0.5, 0.9), power=(1.8, 3.0), feather: float = 2.5) -> None:
     """Paint a photo patch with a superellipse outline at ``at`` (clutter, or an occluder recorded in ``matte``)."""
     size = int(side * 1.2) + 6
-    alpha, _ = superellipse_alpha(size, size, side / 2, side / 2 * rng.uniform(0.6, 1.0), _uniform(rng, power),
+    alpha, _ = superellipse_alpha(size, size, side / 2, side / 2 * rng.uniform(0.6, 1.0), draw_uniform(rng, power),
                                   feather=feather)
-    patch = photo_patch(photo, size, size, rng).astype(np.float32) * _uniform(rng, darken)
+    patch = photo_patch(photo, size, size, rng).astype(np.float32) * draw_uniform(rng, darken)
     r = int(math.ceil(size * 0.75))
     x0, y0 = max(int(at[0]) - r, 0), max(int(at[1]) - r, 0)
     x1, y1 = min(int(at[0]) + r, ground.shape[1]), min(int(at[1]) + r, ground.shape[0])
