@@ -9,7 +9,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "any --images folders): aerial camera motion, moving target with occlusion, out-of-view and "
                      "look-alikes, and a low-light camera (exposure, gamma, photon and read noise, street-light "
                      "colour casts, lamps with bloom, JPEG). Writes <out>/night and <out>/day (same geometry) in "
-                     "the UAVDark135 layout plus a pysot JSON. Parameter ranges: docs/synthetic_data.md.")
+                     "the UAVDark135 layout plus a pysot JSON: every night frame has a daylight twin. Parameter "
+                     "ranges: docs/synthetic_data.md.")
     p.add_argument("out", help="output folder")
     p.add_argument("--sequences", type=int, default=20, help="number of sequences")
     p.add_argument("--frames", default="150,300", metavar="MIN,MAX", help="frames per sequence (drawn uniformly)")
