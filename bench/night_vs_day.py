@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mlkd_tracker.report import format_table, write_json_atomic  # noqa: E402
@@ -38,7 +40,7 @@ def main() -> int:
     lo, hi = (int(v) for v in args.frames.split(","))
     config = SynthConfig(sequences=args.sequences, frames=(lo, hi), name="NightVsDay")
     t0 = time.perf_counter()
-    generate_dataset(out / "synth", config, args.seed, args.workers)
+    made = generate_dataset(out / "synth", config, args.seed, args.workers)
     synth_s = time.perf_counter() - t0
     rows, report = [], {"sequences": args.sequences, "seed": args.seed, "frames": [lo, hi],
                         "machine": platform.processor() or platform.machine(), "trackers": {}}
@@ -51,16 +53,27 @@ def main() -> int:
             names.append(tracker)
         for ev in evaluate_results(dataset, out / "results" / dataset.name, names):
             scores[(ev.name, kind)] = ev
+    rng = np.random.default_rng(0)
     for tracker in args.trackers.split(","):
-        day, night = scores[(tracker, "day")].overall, scores[(tracker, "night")].overall
-        rows.append([tracker, day.auc, night.auc, night.auc - day.auc, day.precision_20, night.precision_20,
-                     night.precision_20 - day.precision_20])
+        day_ev, night_ev = scores[(tracker, "day")], scores[(tracker, "night")]
+        day, night = day_ev.overall, night_ev.overall
+        # paired per-sequence differences (night - day) and a bootstrap 95 % interval of their mean
+        diff = np.array([night_ev.per_sequence[k].success.mean() - day_ev.per_sequence[k].success.mean()
+                         for k in day_ev.per_sequence])
+        boot = rng.choice(diff, (10000, len(diff))).mean(axis=1)
+        low, high = np.percentile(boot, [2.5, 97.5])
+        rows.append([tracker, day.auc, night.auc, night.auc - day.auc, f"[{low:.3f}, {high:.3f}]",
+                     f"{int((diff < 0).sum())}/{len(diff)}", day.precision_20, night.precision_20])
         report["trackers"][tracker] = {"day": day.to_dict(curves=False), "night": night.to_dict(curves=False),
                                        "auc_drop": day.auc - night.auc,
-                                       "relative_auc_drop": (day.auc - night.auc) / day.auc if day.auc else None}
-    print(f"\n{args.sequences} synthetic sequences ({lo}-{hi} frames, seed {args.seed}), generated in {synth_s:.0f} s")
-    print(format_table(["tracker", "day AUC", "night AUC", "delta AUC", "day P@20", "night P@20", "delta P@20"],
-                       rows, ".3f"))
+                                       "relative_auc_drop": (day.auc - night.auc) / day.auc if day.auc else None,
+                                       "delta_auc_ci95": [float(low), float(high)],
+                                       "sequences_worse_at_night": int((diff < 0).sum()),
+                                       "per_sequence_delta_auc": diff.tolist()}
+    print(f"\n{args.sequences} synthetic sequences ({lo}-{hi} frames, seed {args.seed}); {len(made.generated)} "
+          f"generated in this run ({synth_s:.0f} s), the rest reused from {out}")
+    print(format_table(["tracker", "day AUC", "night AUC", "delta AUC", "delta 95% CI", "worse at night",
+                        "day P@20", "night P@20"], rows, ".3f"))
     write_json_atomic(args.json, report)
     print(f"JSON: {args.json}")
     return 0
