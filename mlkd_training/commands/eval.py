@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else dataset_results.parent / f"{dataset.name}-eval"
 
     def fps(value):
-        return value if value is not None else "-"
+        return f"{value:.1f}" if value is not None else "-"
 
     print(f"dataset: {dataset.name} ({len(dataset)} sequences)  protocol: {args.protocol}")
     print(format_table(["tracker", "success AUC", "precision@20", "norm. precision@0.2", "FPS"],
