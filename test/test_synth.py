@@ -64,6 +64,13 @@ def test_boxes_are_the_rendered_silhouette():
     assert checked >= 6
 
 
+def test_first_frame_always_shows_the_whole_target():
+    config = config_with(SynthConfig(), frames=(40, 40), occlusion_probability=1.0, occluders=(3, 3))
+    for index in range(6):
+        first = next(SyntheticSequence(config, 21, index).frames())
+        assert first.visible > 0.97 and np.isfinite(first.box).all(), index
+
+
 def test_same_seed_same_bytes_any_worker_count(tiny_set, tmp_path):
     out, _ = tiny_set
     generate_dataset(tmp_path / "again", SMALL, seed=5, workers=2, progress=False)

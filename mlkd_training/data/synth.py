@@ -106,17 +106,6 @@ class SynthConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "SynthConfig":
-        data = dict(values)
-        data["motion"] = MotionRanges(**{k: tuple(v) if isinstance(v, list) else v
-                                         for k, v in data.get("motion", {}).items()})
-        data["night"] = NightRanges(**{k: tuple(v) if isinstance(v, list) else v
-                                       for k, v in data.get("night", {}).items()})
-        data["frames"] = tuple(data.get("frames", (150, 300)))
-        data["image_dirs"] = tuple(data.get("image_dirs", ()))
-        return cls(**data)
-
 
 def builtin_photo_paths() -> list[Path]:
     """The scikit-image sample photographs present on disk."""
@@ -394,7 +383,8 @@ class SyntheticSequence:
             wander += bump[:, None] * direction / np.linalg.norm(direction) * rng.uniform(0.4, 0.7) * np.hypot(w, h)
         goal = path + wander + rng.uniform(-0.1, 0.1, 2) * np.array([w, h])  # framing offset
         centre = np.empty_like(goal)
-        centre[0] = goal[0] - (goal[1] - goal[0]) * (1 - lag) / lag  # already following: steady-state lag
+        lead = np.clip((goal[1] - goal[0]) * (1 - lag) / lag, -0.2 * np.array([w, h]), 0.2 * np.array([w, h]))
+        centre[0] = goal[0] - lead  # already following: steady-state lag (the target starts in view)
         for t in range(1, n):
             centre[t] = centre[t - 1] + lag * (goal[t] - centre[t - 1])
         shake_px = draw_uniform(rng, m.shake)
@@ -434,14 +424,14 @@ class SyntheticSequence:
         occluder = np.zeros((self.world_h, self.world_w), np.float32)
         for _ in range(int(round(draw_uniform(rng, m.occluders)))):
             side = long_side * rng.uniform(1.3, 3.0)
-            if rng.random() < m.occlusion_probability and n > 40:
-                at = path[int(rng.integers(30, n))] + rng.normal(0, 0.3 * long_side, 2)
-            else:  # anywhere but where the target starts (the first frame must show it)
+            if rng.random() < m.occlusion_probability and n > 40:  # on the target's path, later on
+                spots = path[rng.integers(30, n, 20)] + rng.normal(0, 0.3 * long_side, (20, 2))
+            else:
                 spots = rng.uniform(0, 1, (20, 2)) * [self.world_w, self.world_h]
-                clear = [p for p in spots if np.linalg.norm(path[:30] - p, axis=1).min() >= side + long_side]
-                if not clear:
-                    continue
-                at = clear[0]
+            clear = [p for p in spots if np.linalg.norm(path[0] - p) >= side + long_side]  # the first frame shows it
+            if not clear:
+                continue
+            at = clear[0]
             _paint_cutout(ground, occluder, ground_photos[int(rng.integers(len(ground_photos)))], at, side, rng)
 
         # night lighting and camera for the whole canvas
