@@ -346,7 +346,7 @@ class NightCamera:
         noise = np.frombuffer(rng.bytes(signal.size), np.uint8).reshape(signal.shape)
         index = np.left_shift(signal, 8, dtype=np.uint16)
         np.bitwise_or(index, noise, out=index)
-        frame = np.take(self.lut, index)
+        frame = np.take(self.lut, index, out=np.empty(signal.shape, np.uint8))
         if self.params.denoise_sigma >= 0.4:  # below that the blur kernel is practically an identity
             cv2.GaussianBlur(frame, (0, 0), self.params.denoise_sigma, dst=frame)
         return frame

@@ -463,25 +463,30 @@ class SyntheticSequence:
             cam = self.camera_matrix(t)
             centre_world = np.linalg.solve(cam, [(w - 1) / 2, (h - 1) / 2, 1.0])
             ground_shift = (cam - prev_cam) @ centre_world
-            day = cv2.warpAffine(self.day_canvas, cam[:2], (w, h), flags=cv2.INTER_LINEAR)
-            night = cv2.warpAffine(self.night_canvas, cam[:2], (w, h), flags=cv2.INTER_LINEAR)
+            night4 = cv2.warpAffine(self.night_canvas, cam[:2], (w, h), flags=cv2.INTER_LINEAR)
+            matte = night4[..., 3]
+            day = cv2.cvtColor(cv2.warpAffine(self.day_canvas, cam[:2], (w, h), flags=cv2.INTER_LINEAR),
+                               cv2.COLOR_BGRA2BGR)
+            night = cv2.cvtColor(night4, cv2.COLOR_BGRA2BGR)
             for image, shutter in ((day, self.day_shutter), (night, self.night_params.shutter)):
                 kernel = motion_kernel(ground_shift[0] * shutter, ground_shift[1] * shutter)
                 if kernel is not None:
                     cv2.filter2D(image, -1, kernel, dst=image, borderType=cv2.BORDER_REFLECT_101)
             seen_distractor = False
             for sprite in self.distractors:
-                seen_distractor |= self._draw(sprite, t, cam, prev_cam, day, night) is not None
-            stats = self._draw(self.target, t, cam, prev_cam, day, night)
+                seen_distractor |= self._draw(sprite, t, cam, prev_cam, day, night, matte) is not None
+            stats = self._draw(self.target, t, cam, prev_cam, day, night, matte)
             box, visible, in_view, light = self._annotate(t, cam, stats)
-            night_bgr = self.camera.capture(cv2.cvtColor(night, cv2.COLOR_BGRA2BGR), rng)  # drop the matte
-            yield SynthFrame(t, cv2.cvtColor(day, cv2.COLOR_BGRA2BGR), night_bgr, box, visible, in_view, light,
+            yield SynthFrame(t, day, self.camera.capture(night, rng), box, visible, in_view, light,
                              seen_distractor, float(np.hypot(ground_shift[0], ground_shift[1])))
             prev_cam = cam
 
     def _draw(self, sprite: Sprite, t: int, cam: np.ndarray, prev_cam: np.ndarray, day: np.ndarray,
-              night: np.ndarray) -> tuple[float, float, float] | None:
-        """Composite ``sprite`` into both frames; returns (visible alpha, in-frame alpha, mean light) or None."""
+              night: np.ndarray, matte: np.ndarray) -> tuple[float, float, float] | None:
+        """Composite ``sprite`` into both frames under the occluder ``matte``.
+
+        Returns (visible alpha, in-frame alpha, mean light on the sprite), or None when out of view.
+        """
         w, h = self.config.width, self.config.height
         m = cam @ sprite.matrix(t)
         ph, pw = sprite.bgra.shape[:2]
@@ -500,7 +505,7 @@ class SyntheticSequence:
         layer = cv2.warpAffine(sprite.bgra, (to_roi @ m)[:2], size, flags=cv2.INTER_LINEAR)
         colour = layer[..., :3]
         alpha = layer[..., 3].astype(np.float32) * (1.0 / 255.0)
-        occ = night[y0:y1, x0:x1, 3].astype(np.float32) * (1.0 / 255.0)
+        occ = matte[y0:y1, x0:x1].astype(np.float32) * (1.0 / 255.0)
         step = self.camera.illumination_step
         grid = to_roi @ cam @ np.array([[step, 0, (step - 1) / 2], [0, step, (step - 1) / 2], [0, 0, 1]])
         light = cv2.warpAffine(self.camera.illumination_grid, grid[:2], size, flags=cv2.INTER_LINEAR,
@@ -512,7 +517,7 @@ class SyntheticSequence:
             if kernel is not None:
                 image = cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REPLICATE)
             cover = (a * (1.0 - occ))[..., None]
-            roi = frame[y0:y1, x0:x1, :3]
+            roi = frame[y0:y1, x0:x1]
             roi[:] = (roi * (1.0 - cover) + image * cover + 0.5).astype(np.uint8)
         seen = float((alpha * (1.0 - occ)).sum())
         lit = float((light.mean(axis=2) * alpha).sum() / max(float(alpha.sum()), 1e-6))
