@@ -273,8 +273,8 @@ def calibrate_exposure(day_bgr: np.ndarray, illumination: np.ndarray, emission: 
     linear = np.take(SRGB_TO_LINEAR_U8, day_bgr) * illumination
     if emission is not None:
         linear = linear + emission
-    lo, hi = -8.0, 4.0  # log10 k
-    for _ in range(40):
+    lo, hi = -8.0, 4.0  # log10 k, bisected to 1e-6
+    for _ in range(24):
         mid = (lo + hi) / 2
         if float(tone_curve(linear * 10 ** mid, params.gamma).mean()) < params.mean_level:
             lo = mid

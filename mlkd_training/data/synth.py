@@ -249,7 +249,7 @@ def motion_kernel(dx: float, dy: float) -> np.ndarray | None:
 
 def build_ground(photos: list[np.ndarray], width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     """A collage of overlapping photo patches blended with smooth windows, seen from altitude (shrunk)."""
-    tile = draw_uniform(rng, (300.0, 480.0))
+    tile = max(draw_uniform(rng, (300.0, 480.0)), math.sqrt(width * height / 30.0))  # at most ~40 patches
     size = int(tile * 1.5)
     window = np.outer(np.hanning(size + 2)[1:-1], np.hanning(size + 2)[1:-1]).astype(np.float32) + 1e-4
     acc = np.zeros((height, width, 3), np.float32)
