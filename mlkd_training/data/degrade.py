@@ -12,11 +12,12 @@ The chain follows the physics of a camera at night (every parameter and its rang
    and small point lights (windows, vehicles).
 4. Exposure is cut so the noise-free frame has a dark mean level ``mean_level`` (calibrated per
    clip by bisection).
-5. Sensor: photon shot noise (Poisson, ``full_well`` electrons for a full-scale signal at the
-   night gain) plus read noise (Gaussian, ``read_noise`` electrons), clipped at black and at
-   saturation; then the camera's tone curve (sRGB-shaped, exponent ``gamma``), 8-bit
-   quantisation, in-camera noise reduction (a light blur) and JPEG compression at
-   ``jpeg_quality``.
+5. Sensor: a BGGR Bayer mosaic (one colour per pixel); photon shot noise (Poisson,
+   ``full_well`` electrons for a full-scale signal at the night gain) plus read noise (Gaussian,
+   ``read_noise`` electrons), clipped at black and at saturation; the camera's tone curve
+   (sRGB-shaped, exponent ``gamma``) and 8-bit quantisation; demosaicing (OpenCV's edge-aware,
+   applied to the tone-mapped values, where a camera would work on linear data), in-camera
+   noise reduction (a light blur) and JPEG compression at ``jpeg_quality``.
 
 Step 5 runs per frame through one lookup table: the exposed signal is stored as an 8-bit code
 ``255 * E^(1/2.2)``; for each code the table holds 256 quantiles of the noisy, tone-mapped,
@@ -129,9 +130,9 @@ class NightParams:
 class NightRanges:
     """Uniform ranges every clip's :class:`NightParams` are drawn from (documented defaults)."""
 
-    mean_level: tuple[float, float] = (0.04, 0.14)
+    mean_level: tuple[float, float] = (0.03, 0.12)
     gamma: tuple[float, float] = (1.8, 2.6)
-    full_well: tuple[float, float] = (200.0, 2500.0)  # drawn log-uniformly
+    full_well: tuple[float, float] = (150.0, 2000.0)  # drawn log-uniformly
     read_noise: tuple[float, float] = (1.0, 4.0)
     white_balance: tuple[float, float] = (0.0, 0.6)
     ambient_kelvin: tuple[float, float] = (2500.0, 8000.0)
@@ -150,7 +151,7 @@ class NightRanges:
     bloom_sigma: tuple[float, float] = (3.0, 14.0)
     bloom_strength: tuple[float, float] = (0.5, 4.0)
     denoise_sigma: tuple[float, float] = (0.0, 1.0)
-    jpeg_quality: tuple[float, float] = (35.0, 80.0)
+    jpeg_quality: tuple[float, float] = (30.0, 75.0)
     shutter: tuple[float, float] = (0.4, 1.0)
 
     def replace(self, **changes: Any) -> "NightRanges":
@@ -342,11 +343,21 @@ class NightCamera:
         return exposed_signal(day_bgr, self.illumination(), self.exposure, self.emission)
 
     def capture(self, signal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One noisy, tone-mapped 8-bit frame from signal codes (before JPEG)."""
-        noise = np.frombuffer(rng.bytes(signal.size), np.uint8).reshape(signal.shape)
-        index = np.left_shift(signal, 8, dtype=np.uint16)
-        np.bitwise_or(index, noise, out=index)
-        frame = np.take(self.lut, index, out=np.empty(signal.shape, np.uint8))
+        """One noisy, tone-mapped 8-bit frame from HxWx3 signal codes (before JPEG).
+
+        Like a colour sensor, each pixel measures one channel of a BGGR Bayer mosaic; the noisy
+        mosaic is demosaiced (edge-aware), which gives night noise its blotchy colour.
+        """
+        h, w = signal.shape[:2]
+        raw = np.empty((h, w), np.uint8)
+        raw[0::2, 0::2] = signal[0::2, 0::2, 0]
+        raw[0::2, 1::2] = signal[0::2, 1::2, 1]
+        raw[1::2, 0::2] = signal[1::2, 0::2, 1]
+        raw[1::2, 1::2] = signal[1::2, 1::2, 2]
+        index = np.left_shift(raw, 8, dtype=np.uint16)
+        np.bitwise_or(index, np.frombuffer(rng.bytes(raw.size), np.uint8).reshape(h, w), out=index)
+        # OpenCV names Bayer patterns by the second row: its "RG" is the BGGR layout above
+        frame = cv2.cvtColor(np.take(self.lut, index), cv2.COLOR_BayerRG2BGR_EA)
         if self.params.denoise_sigma >= 0.4:  # below that the blur kernel is practically an identity
             cv2.GaussianBlur(frame, (0, 0), self.params.denoise_sigma, dst=frame)
         return frame
