@@ -4,7 +4,7 @@ Each frame counts once though two are written (night + daylight twin). Prints wa
 and, because a shared machine's wall clock says little, the CPU seconds per frame of the whole run
 (parent + workers) and the frames/s those would give on as many idle cores as workers. Usage::
 
-    python bench/synth_speed.py --sequences 8 --frames 200,200 --workers 2 --json bench_synth_speed.json
+    python bench/synth_speed.py --sequences 10 --frames 225,225 --workers 2 --json bench_synth_speed.json
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def cpu_seconds() -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sequences", type=int, default=8)
-    p.add_argument("--frames", default="200,200", metavar="MIN,MAX")
+    p.add_argument("--sequences", type=int, default=10)
+    p.add_argument("--frames", default="225,225", metavar="MIN,MAX", help="225 = the mean of mlkd synth's default")
     p.add_argument("--size", default="640x360")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
