@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
                        "train or fine-tune DarkLighter on low-light images (non-reference losses)"),
     "build-teacher": ("mlkd_training.commands.build_teacher",
                       "assemble the MLKD teacher (DarkLighter + SiamRPN) into one model file"),
+    "synth": ("mlkd_training.commands.synth", "generate synthetic night UAV tracking sequences with daylight twins"),
+    "darken": ("mlkd_training.commands.darken", "turn daytime video or frames into low-light night footage"),
+    "test": ("mlkd_training.commands.test", "run trackers (model files or OpenCV peers) over a dataset"),
+    "eval": ("mlkd_training.commands.eval", "one-pass evaluation: success, precision, plots, per attribute"),
 }
 
 
