@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from mlkd_tracker.errors import InputError, SourceError
+from mlkd_tracker.frames import as_bgr_frame
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 BAG_SUFFIXES = {".mcap", ".db3"}
@@ -198,6 +199,15 @@ class BagSource(FrameSource):
 def is_bag(path: Path) -> bool:
     """A rosbag2: a .mcap / .db3 file, or a folder with a ``metadata.yaml``."""
     return path.suffix.lower() in BAG_SUFFIXES or (path.is_dir() and (path / "metadata.yaml").is_file())
+
+
+def split_first(source: FrameSource) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    """The first frame of ``source`` (HxWx3 BGR) and an iterator over the rest; empty sources are an error."""
+    frames = iter(source)
+    try:
+        return as_bgr_frame(next(frames)), frames
+    except StopIteration:
+        raise SourceError(f"{source.name} has no frames") from None
 
 
 def open_source(spec: str | os.PathLike) -> FrameSource:

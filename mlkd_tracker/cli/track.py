@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from mlkd_tracker.draw import draw_result
     from mlkd_tracker.frames import as_bgr_frame, parse_box
     from mlkd_tracker.report import format_table, latency_stats, write_text_atomic
-    from mlkd_tracker.sources import BagSource, is_bag, open_source
+    from mlkd_tracker.sources import BagSource, is_bag, open_source, split_first
     from mlkd_tracker.tracker import Status, TrackResult
 
     if args.show and not _has_display():
@@ -131,11 +131,7 @@ def run(args: argparse.Namespace) -> int:
         source.start_at_recorded_init(kind, when)
         print(f"target from the bag: {','.join(f'{v:g}' for v in init_box)} "
               f"({'on the frame stamped' if kind == 'stamp' else 'on the newest frame at'} {when / 1e9:.3f} s)")
-    frames = iter(source)
-    try:
-        first = as_bgr_frame(next(frames))
-    except StopIteration:
-        raise SourceError(f"{source.name} has no frames") from None
+    first, frames = split_first(source)
     if init_box is None:
         init_box = select_box(first)
     tracker.init(first, init_box)

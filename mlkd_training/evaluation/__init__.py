@@ -1,0 +1,1 @@
+"""Evaluation toolkit: OPE metrics (pysot-toolkit definitions), ``mlkd test`` runner, plots, OpenCV peers."""

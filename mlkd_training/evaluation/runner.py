@@ -1,0 +1,144 @@
+"""``mlkd test``: run one tracker over every sequence of a dataset, one-pass (OPE), resumable.
+
+A tracker is named by a spec: a model file (any backend :func:`mlkd_tracker.backends.create_tracker`
+opens) or the name of a classical OpenCV peer (``csrt``, ``kcf``, ``mosse`` ...). Each sequence
+starts from its first ground-truth box; the result file holds that box and then one tracked box
+per frame. Timing follows pysot: only ``init`` and ``update`` calls are timed, frame decoding is
+not. Finished sequences (a result file with one line per frame) are skipped on a re-run.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from mlkd_tracker.errors import InputError
+from mlkd_training.data.sequence import Dataset, Sequence
+from mlkd_training.evaluation.peers import PEER_NAMES, OpenCVTracker
+from mlkd_training.evaluation.results import is_complete, read_speed, tracker_dir, write_result, write_speed
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """What to build in each worker: a model file or a peer name, plus backend options."""
+
+    spec: str
+    name: str
+    device: str = "auto"
+    precision: str = "auto"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_peer(self) -> bool:
+        return self.spec.lower() in PEER_NAMES and not Path(self.spec).exists()
+
+    def build(self):
+        """A fresh tracker with ``init(frame, box)`` / ``update(frame) -> TrackResult``."""
+        if self.is_peer:
+            if self.overrides:
+                raise InputError(f"--set applies to model trackers, not to the OpenCV tracker {self.spec}")
+            return OpenCVTracker(self.spec)
+        from mlkd_tracker.backends import create_tracker
+
+        return create_tracker(self.spec, self.device, self.precision, dict(self.overrides))[0]
+
+
+def default_tracker_name(spec: str) -> str:
+    """``csrt`` for a peer, the file stem for a model file (``models/student.pth`` -> ``student``)."""
+    return spec.lower() if spec.lower() in PEER_NAMES and not Path(spec).exists() else Path(spec).stem
+
+
+def track_sequence(tracker, seq: Sequence) -> tuple[list[tuple[float, ...]], float]:
+    """One-pass run: boxes for every frame (the first is the init box) and the seconds spent tracking."""
+    init_box = seq.init_box
+    first = seq.frame(0)
+    t0 = time.perf_counter()
+    tracker.init(first, init_box)
+    seconds = time.perf_counter() - t0
+    boxes = [init_box]
+    for i in range(1, len(seq)):
+        frame = seq.frame(i)
+        t0 = time.perf_counter()
+        result = tracker.update(frame)
+        seconds += time.perf_counter() - t0
+        boxes.append(result.box_xywh)
+    return boxes, seconds
+
+
+@dataclass
+class RunSummary:
+    """What one ``run_tracker`` call did."""
+
+    tracker: str
+    folder: Path
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0
+
+    @property
+    def fps(self) -> float | None:
+        return self.frames / self.seconds if self.seconds > 0 else None
+
+
+_worker_tracker: Any = None
+
+
+def _worker_init(spec: TrackerSpec) -> None:
+    global _worker_tracker
+    import cv2
+
+    cv2.setNumThreads(1)
+    _worker_tracker = spec.build()
+
+
+def _worker_run(seq: Sequence) -> tuple[str, list, float]:
+    boxes, seconds = track_sequence(_worker_tracker, seq)
+    return seq.name, boxes, seconds
+
+
+def run_tracker(dataset: Dataset, spec: TrackerSpec, results_root: str | Path = "results", workers: int = 1,
+                resume: bool = True, progress: bool = True) -> RunSummary:
+    """Track every sequence of ``dataset`` with ``spec``; write results and ``speed.json``."""
+    from tqdm import tqdm
+
+    folder = tracker_dir(results_root, dataset.name, spec.name)
+    summary = RunSummary(spec.name, folder)
+    todo = []
+    for seq in dataset:
+        if resume and is_complete(folder, seq.name, len(seq)):
+            summary.skipped.append(seq.name)
+        else:
+            todo.append(seq)
+    if not todo:
+        return summary
+    for seq in todo:
+        _ = seq.init_box  # raises before any work when a sequence has no valid first box
+    speed = read_speed(folder) if resume else {}
+    tracker = spec.build()  # a bad model file fails here, before any output
+    bar = tqdm(total=sum(len(s) for s in todo), unit="frame", desc=f"{spec.name} on {dataset.name}",
+               disable=not progress)
+
+    def record(name: str, boxes: list, seconds: float) -> None:
+        write_result(folder, name, boxes)
+        speed[name] = {"frames": len(boxes), "seconds": seconds, "fps": len(boxes) / seconds if seconds else None}
+        write_speed(folder, speed)
+        summary.ran.append(name)
+        summary.frames += len(boxes)
+        summary.seconds += seconds
+        bar.update(len(boxes))
+
+    try:
+        if workers <= 1:
+            for seq in todo:
+                boxes, seconds = track_sequence(tracker, seq)
+                record(seq.name, boxes, seconds)
+        else:
+            with mp.get_context("spawn").Pool(workers, _worker_init, (spec,)) as pool:
+                for name, boxes, seconds in pool.imap_unordered(_worker_run, todo):
+                    record(name, boxes, seconds)
+    finally:
+        bar.close()
+    return summary
