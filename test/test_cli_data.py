@@ -7,7 +7,6 @@ from mlkd_tracker.cli import main
 from training_data import single_thread, write_dataset  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-pytest.importorskip("mlkd_training.data.readers", reason="the dataset readers (issue 3) are not in this checkout yet")
 
 SMALL = ["--epochs", "1", "--batch-size", "2", "--workers", "0", "--quiet", "--set", "pairs.pairs_per_epoch=4",
          "--set", "optim.warmup.epochs=0", "--set", "pairs.exemplar_size=103", "--set", "pairs.search_size=151",

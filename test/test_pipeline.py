@@ -13,10 +13,6 @@ from mlkd_tracker.nets.checkpoint import read_checkpoint
 from training_data import single_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-# the synthetic generator, the readers and the evaluation (issue 3) and DarkLighter (issue 4) come
-# from their own branches; until those are merged this module has nothing to run against
-for _module in ("mlkd_training.data.synth", "mlkd_training.evaluation.runner", "mlkd_tracker.nets.darklighter"):
-    pytest.importorskip(_module, reason=f"{_module} is not in this checkout yet")
 
 # every stage: one epoch of two steps on small crops (103 / 151)
 TINY_PIPELINE = {
