@@ -168,7 +168,7 @@ def run_stage(name: str, config: TrainConfig, out: Path, datasets: list[Dataset]
         print(f"[pipeline] {name}: finished earlier, kept ({out})")
         return {"history": json.loads((out / "history.json").read_text()), "skipped": True}
     sources = [PairSource(FrameCanvases(d, config.pairs)) for d in datasets]
-    trainer = Trainer(config, out, sources, device=device, progress=progress)
+    trainer = Trainer(config, out, sources, device=device, progress=progress, label=name)
     if latest_state(out) is not None:
         path = trainer.resume()
         print(f"[pipeline] {name}: resuming from {path}")

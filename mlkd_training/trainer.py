@@ -215,8 +215,9 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, sources: list[PairSource], *,
                  models: dict[str, SiamRPN] | None = None, teacher: nn.Module | None = None,
-                 device: str = "auto", progress: bool = True):
+                 device: str = "auto", progress: bool = True, label: str | None = None):
         self.config = config
+        self.label = label or config.mode  # what the progress bar calls this run
         self.out = Path(out_dir)
         self.progress = progress
         self.dist, self.device = init_distributed(device)
@@ -385,12 +386,12 @@ class Trainer:
         pairs_per_step = c.optim.batch_size * self.dist.world
         last = c.optim.epochs if until_epoch is None else min(until_epoch, c.optim.epochs)
         bar = tqdm(total=steps * max(last - self.epoch, 0), unit="step", dynamic_ncols=True,
-                   disable=not (self.progress and self.dist.main), desc=c.mode)
+                   disable=not (self.progress and self.dist.main), desc=self.label)
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
         try:
             while self.epoch < last:
                 lr = self._begin_epoch(self.epoch)
-                bar.set_description(f"{c.mode} epoch {self.epoch + 1}/{c.optim.epochs}")
+                bar.set_description(f"{self.label} epoch {self.epoch + 1}/{c.optim.epochs}")
                 sums: dict[str, float] = {}
                 counts: dict[str, int] = {}
                 elections_before = list(self.room.elections)
