@@ -27,6 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "darken": ("mlkd_training.commands.darken", "turn daytime video or frames into low-light night footage"),
     "test": ("mlkd_training.commands.test", "run trackers (model files or OpenCV peers) over a dataset"),
     "eval": ("mlkd_training.commands.eval", "one-pass evaluation: success, precision, plots, per attribute"),
+    "train": ("mlkd_training.commands.train", "train SiamRPN, the teacher and MLKD students; select MLKD-Track"),
+    "prepare": ("mlkd_training.commands.prepare", "cache 511 crops of a dataset so training skips full frames"),
+    "demo": ("mlkd_training.commands.demo", "generate a night clip, track it with MLKD-Track, save an annotated video"),
 }
 
 
