@@ -42,6 +42,28 @@ def test_backend_outputs_equal_a_direct_module_call():
     assert np.abs(loc - ref_loc.numpy()).max() < 1e-3 * max(1.0, np.abs(ref_loc.numpy()).max())
 
 
+def subnormals_survive() -> bool:
+    return bool(np.float32(1e-38) * np.float32(0.5) != 0)
+
+
+def test_denormals_are_flushed_only_inside_backend_calls():
+    seen = []
+    backend = TorchBackend(random_bn_model(0.25), "cpu", "fp32")
+    backend.model.backbone.register_forward_pre_hook(lambda *_: seen.append(subnormals_survive()))
+    rng = np.random.default_rng(0)
+    kernels = backend.template(rng.integers(0, 256, (127, 127, 3), dtype=np.uint8))
+    backend.search(rng.integers(0, 256, (287, 287, 3), dtype=np.uint8), kernels)
+    assert seen == [False, False]  # flushed while the network runs
+    assert subnormals_survive()  # the process's IEEE behaviour is left as it was (numpy, hypothesis)
+    torch.set_flush_denormal(True)  # a caller that flushes on its own keeps doing so
+    try:
+        backend.search(rng.integers(0, 256, (287, 287, 3), dtype=np.uint8), kernels)
+        assert not subnormals_survive()
+    finally:
+        torch.set_flush_denormal(False)
+    assert subnormals_survive()
+
+
 def test_training_forward_and_tracking_split_agree():
     model = random_bn_model(0.25)
     z, x = torch.rand(2, 3, 127, 127) * 255, torch.rand(2, 3, 255, 255) * 255

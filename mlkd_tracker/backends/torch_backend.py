@@ -1,6 +1,7 @@
 """PyTorch backend: CPU fp32 (channels-last, inference mode) or CUDA with fp16."""
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,6 +33,24 @@ def resolve_device(device: str, precision: str) -> tuple[torch.device, torch.dty
     return dev, (torch.float16 if precision == "fp16" else torch.float32)
 
 
+@contextmanager
+def denormals_flushed():
+    """Flush denormals to zero on the calling thread while inside, then restore the caller's mode.
+
+    Trained weights leave tiny activations whose denormal arithmetic is many times slower on x86
+    (flushing changes no output beyond 1e-38). The mode is per thread and other code in the process
+    (numpy, hypothesis) relies on IEEE subnormals, so it is never left on.
+    """
+    if np.float32(1e-38) * np.float32(0.5) == 0:  # already flushing on this thread
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 class TorchBackend:
     """Runs :class:`SiamRPN`'s template branch once per target and its search branch per frame."""
 
@@ -40,10 +59,7 @@ class TorchBackend:
     def __init__(self, model: SiamRPN, device: str = "auto", precision: str = "auto"):
         self.device, self.dtype = resolve_device(device, precision)
         self._memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
-        if self.device.type == "cpu":
-            # trained weights leave tiny activations whose denormal arithmetic is many times slower
-            # on x86; flushing them to zero changes no output beyond 1e-38 (process-wide setting)
-            torch.set_flush_denormal(True)
+        self._float_mode = denormals_flushed if self.device.type == "cpu" else nullcontext
         self.model = fold_batchnorm(model).to(self.device, self.dtype, memory_format=self._memory_format)
 
     def _to_tensor(self, crop: np.ndarray) -> torch.Tensor:
@@ -53,11 +69,13 @@ class TorchBackend:
 
     @torch.inference_mode()
     def template(self, crop: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.template_kernels(self._to_tensor(crop))
+        with self._float_mode():
+            return self.model.template_kernels(self._to_tensor(crop))
 
     @torch.inference_mode()
     def search(self, crop: np.ndarray, kernels: Any) -> tuple[np.ndarray, np.ndarray]:
-        cls, loc = self.model.track(self._to_tensor(crop), *kernels)
+        with self._float_mode():
+            cls, loc = self.model.track(self._to_tensor(crop), *kernels)
         # the tracker reads the maps as flat (channel, row, col) arrays: hand it C-contiguous ones
         return cls.float().contiguous().cpu().numpy(), loc.float().contiguous().cpu().numpy()
 
