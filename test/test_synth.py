@@ -10,7 +10,7 @@ from mlkd_tracker.cli import main
 from mlkd_tracker.errors import InputError, SourceError
 from mlkd_training.data.readers import open_dataset
 from mlkd_training.data.synth import (SynthConfig, SyntheticSequence, builtin_photo_paths, config_with,
-                                      generate_dataset, list_photo_sources)
+                                      generate_dataset, list_photo_sources, motion_kernel)
 
 SMALL = SynthConfig(sequences=2, frames=(10, 14), width=160, height=120, name="Tiny")
 
@@ -62,6 +62,26 @@ def test_boxes_are_the_rendered_silhouette():
         np.testing.assert_allclose(frame.box, pixel_box, atol=1.0)
         checked += 1
     assert checked >= 6
+
+
+@pytest.mark.parametrize("dx, dy", [(6.0, 1.5), (-2.0, 5.0), (4.0, -4.0), (1.2, 0.9)])
+def test_motion_blur_smears_a_point_along_the_displacement(dx, dy):
+    blur = motion_kernel(dx, dy)
+    if np.hypot(dx, dy) < 1.5:
+        assert blur is None
+        return
+    kernel, anchor = blur
+    assert kernel.min() >= 0 and abs(kernel.sum() - 1) < 1e-6 and kernel.any(axis=0).all() and kernel.any(axis=1).all()
+    image = np.zeros((41, 41), np.float32)
+    image[20, 20] = 1.0
+    smear = cv2.filter2D(image, -1, kernel, anchor=anchor)
+    ys, xs = np.mgrid[0:41, 0:41]
+    # filter2D correlates: the smear of a point is the kernel mirrored, centred on the point
+    assert abs((smear * xs).sum() - 20) < 0.05 and abs((smear * ys).sum() - 20) < 0.05
+    along = ((xs - 20) * dx + (ys - 20) * dy) / np.hypot(dx, dy)
+    across = ((xs - 20) * dy - (ys - 20) * dx) / np.hypot(dx, dy)
+    assert abs(np.sqrt((smear * along ** 2).sum()) - np.hypot(dx, dy) / np.sqrt(12)) < 0.3  # a uniform segment
+    assert np.sqrt((smear * across ** 2).sum()) < 0.6
 
 
 def test_first_frame_always_shows_the_whole_target():

@@ -197,7 +197,7 @@ def photo_patch(photo: np.ndarray, width: int, height: int, rng: np.random.Gener
     if rng.random() < 0.5:
         patch = patch[:, ::-1]
     if tint and _is_grey(photo):
-        patch = np.clip(patch * rng.uniform(0.55, 1.15, 3), 0, 255).astype(np.uint8)
+        patch = cv2.multiply(patch, (*rng.uniform(0.55, 1.15, 3), 0.0))  # saturating, in uint8
     return cv2.convertScaleAbs(patch, alpha=rng.uniform(0.75, 1.2), beta=rng.uniform(-12, 12))
 
 
@@ -227,11 +227,14 @@ def smooth_noise(n: int, rng: np.random.Generator, sigma: float) -> np.ndarray:
     return smooth / max(float(smooth.std()), 1e-9)
 
 
-def motion_kernel(dx: float, dy: float) -> np.ndarray | None:
+def motion_kernel(dx: float, dy: float) -> tuple[np.ndarray, tuple[int, int]] | None:
     """Normalised linear blur kernel for a displacement of ``(dx, dy)`` px during the exposure.
 
-    None under 1.5 px: such a smear is below what the bilinear warp, noise reduction and JPEG
-    already soften, and skipping it saves a full-frame filter on most frames of slow clips.
+    Returns the kernel cropped to its non-zero support (a near-horizontal smear is a few rows, so
+    ``cv2.filter2D`` does a fraction of the work) and the anchor ``(x, y)`` of the zero-shift tap
+    inside it, for ``filter2D(..., anchor=anchor)``. None under 1.5 px: such a smear is below what
+    the bilinear warp, noise reduction and JPEG already soften, and skipping it saves a full-frame
+    filter on most frames of slow clips.
     """
     length = math.hypot(dx, dy)
     if length < 1.5:
@@ -244,7 +247,9 @@ def motion_kernel(dx: float, dy: float) -> np.ndarray | None:
     kernel = np.zeros((n, n), np.float32)
     for ox, oy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
         np.add.at(kernel, (y0 + oy, x0 + ox), wgt)  # bilinear splats of points along the path
-    return kernel / kernel.sum()
+    rows, cols = np.flatnonzero(kernel.any(axis=1)), np.flatnonzero(kernel.any(axis=0))
+    support = kernel[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return support / support.sum(), (n // 2 - int(cols[0]), n // 2 - int(rows[0]))
 
 
 def build_ground(photos: list[np.ndarray], width: int, height: int, rng: np.random.Generator) -> np.ndarray:
@@ -469,9 +474,9 @@ class SyntheticSequence:
                                cv2.COLOR_BGRA2BGR)
             night = cv2.cvtColor(night4, cv2.COLOR_BGRA2BGR)
             for image, shutter in ((day, self.day_shutter), (night, self.night_params.shutter)):
-                kernel = motion_kernel(ground_shift[0] * shutter, ground_shift[1] * shutter)
-                if kernel is not None:
-                    cv2.filter2D(image, -1, kernel, dst=image, borderType=cv2.BORDER_REFLECT_101)
+                blur = motion_kernel(ground_shift[0] * shutter, ground_shift[1] * shutter)
+                if blur is not None:
+                    cv2.filter2D(image, -1, blur[0], dst=image, anchor=blur[1], borderType=cv2.BORDER_REFLECT_101)
             seen_distractor = False
             for sprite in self.distractors:
                 seen_distractor |= self._draw(sprite, t, cam, prev_cam, day, night, matte) is not None
@@ -512,10 +517,10 @@ class SyntheticSequence:
                                borderMode=cv2.BORDER_REPLICATE)
         signal = exposed_signal(colour, light, self.camera.exposure)
         for frame, image, shutter in ((day, colour, self.day_shutter), (night, signal, self.night_params.shutter)):
-            kernel = motion_kernel(shift[0] * shutter, shift[1] * shutter)
-            a = alpha if kernel is None else cv2.filter2D(alpha, -1, kernel)
-            if kernel is not None:
-                image = cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REPLICATE)
+            blur = motion_kernel(shift[0] * shutter, shift[1] * shutter)
+            a = alpha if blur is None else cv2.filter2D(alpha, -1, blur[0], anchor=blur[1])
+            if blur is not None:
+                image = cv2.filter2D(image, -1, blur[0], anchor=blur[1], borderType=cv2.BORDER_REPLICATE)
             cover = (a * (1.0 - occ))[..., None]
             roi = frame[y0:y1, x0:x1]
             roi[:] = (roi * (1.0 - cover) + image * cover + 0.5).astype(np.uint8)
