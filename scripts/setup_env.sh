@@ -7,7 +7,10 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
-$PIP install -q torch==2.13.0            # CPU build; install a CUDA build yourself on a GPU machine
+# The CPU build of torch: this project's machines hold it on local disk; elsewhere PyPI's Linux wheel is a
+# CUDA build of several GB, so set MLKD_TORCH_INDEX=https://download.pytorch.org/whl/cpu for the CPU one
+# (or install the CUDA build you want first: an installed torch 2.13.0 is kept).
+$PIP install -q torch==2.13.0 ${MLKD_TORCH_INDEX:+--index-url "$MLKD_TORCH_INDEX"}
 $PIP install -q -e ".[torch,train,onnx,ros,dev]"
 if [ "${MLKD_SKIP_ROS_WHEELS:-0}" != "1" ]; then
   # ROS 2 (kilted) Python wheels from PyPI: a working rclpy without a ROS install

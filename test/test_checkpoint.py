@@ -8,10 +8,30 @@ from mlkd_tracker.errors import ModelFileError
 from mlkd_tracker.nets import SiamRPN
 from mlkd_tracker.nets.checkpoint import load_siamrpn, read_checkpoint, save_checkpoint
 
-# a handful of the key names pysot's siamrpn_alex_dwxcorr checkpoints carry
-PYSOT_KEYS = ["backbone.layer1.0.weight", "backbone.layer1.1.running_var", "backbone.layer5.1.num_batches_tracked",
-              "rpn_head.cls.conv_kernel.0.weight", "rpn_head.cls.conv_search.1.weight",
-              "rpn_head.cls.head.3.bias", "rpn_head.loc.head.0.weight", "rpn_head.loc.head.3.weight"]
+def pysot_layout():
+    """Every key and shape of a full-width pysot ``siamrpn_alex_dwxcorr`` state dict, from pysot's layer list."""
+    keys = {}
+
+    def conv(name, out, inp, k, bias=True):
+        keys[f"{name}.weight"] = (out, inp, k, k)
+        if bias:
+            keys[f"{name}.bias"] = (out,)
+
+    def bn(name, c):
+        keys.update({f"{name}.weight": (c,), f"{name}.bias": (c,), f"{name}.running_mean": (c,),
+                     f"{name}.running_var": (c,), f"{name}.num_batches_tracked": ()})
+
+    for i, (inp, out, k) in enumerate([(3, 96, 11), (96, 256, 5), (256, 384, 3), (384, 384, 3), (384, 256, 3)], 1):
+        conv(f"backbone.layer{i}.0", out, inp, k)
+        bn(f"backbone.layer{i}.1", out)
+    for branch, outputs in (("cls", 10), ("loc", 20)):
+        for part in ("conv_kernel", "conv_search"):
+            conv(f"rpn_head.{branch}.{part}.0", 256, 256, 3, bias=False)
+            bn(f"rpn_head.{branch}.{part}.1", 256)
+        conv(f"rpn_head.{branch}.head.0", 256, 256, 1, bias=False)
+        bn(f"rpn_head.{branch}.head.1", 256)
+        conv(f"rpn_head.{branch}.head.3", outputs, 256, 1)
+    return keys
 
 
 def pysot_state(width=1.0, seed=0):
@@ -19,11 +39,16 @@ def pysot_state(width=1.0, seed=0):
     return {k: v.clone() for k, v in SiamRPN(width).state_dict().items()}
 
 
-def test_model_parameter_names_are_pysots():
-    keys = set(SiamRPN().state_dict())
-    assert set(PYSOT_KEYS) <= keys
-    assert SiamRPN().state_dict()["rpn_head.loc.head.3.weight"].shape == (20, 256, 1, 1)
-    assert SiamRPN().state_dict()["rpn_head.cls.head.3.weight"].shape == (10, 256, 1, 1)
+def test_model_parameter_names_and_shapes_are_pysots():
+    assert {k: tuple(v.shape) for k, v in SiamRPN().state_dict().items()} == pysot_layout()
+
+
+@pytest.mark.parametrize("width", [0.25, 0.3, 0.35, 0.5, 0.6, 0.75, 1.0])
+def test_width_is_inferred_from_a_plain_state_dict(tmp_path, width):
+    path = tmp_path / "plain.pth"
+    torch.save(pysot_state(width), path)  # no meta: the width comes from the tensor shapes
+    model, _ = load_siamrpn(path)
+    assert model.width == width
 
 
 @pytest.mark.parametrize("layout", ["plain", "state_dict", "module_prefix", "wrapped_prefixed"])

@@ -20,7 +20,7 @@ from torch import nn
 
 from mlkd_tracker.errors import ModelFileError
 from mlkd_tracker.report import atomic_output
-from mlkd_tracker.nets.siamrpn import ALEXNET_CHANNELS, SiamRPN
+from mlkd_tracker.nets.siamrpn import ALEXNET_CHANNELS, SiamRPN, scaled_channels
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 _LIST_LIMIT = 12
@@ -79,9 +79,28 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 
 
 def infer_width(state: Mapping[str, torch.Tensor]) -> float:
-    """Backbone width multiplier from the first conv's output channels (96 at width 1)."""
-    w = state.get("backbone.layer1.0.weight")
-    return 1.0 if w is None else w.shape[0] / ALEXNET_CHANNELS[0]
+    """Backbone width multiplier whose ``int(c * width)`` channels match all five backbone convs.
+
+    The first conv alone is ambiguous after pysot's rounding down (width 0.3 gives 28 of 96 but 76
+    of 256); the roundest width in the interval every layer allows is returned. A file whose
+    layers fit no width gets the first conv's ratio, and loading then lists the mis-shaped keys.
+    """
+    shapes = [state.get(f"backbone.layer{i}.0.weight") for i in range(1, 6)]
+    if shapes[0] is None:
+        return 1.0
+    first_guess = shapes[0].shape[0] / ALEXNET_CHANNELS[0]
+    if any(s is None for s in shapes):
+        return first_guess
+    channels = tuple(int(s.shape[0]) for s in shapes)
+    low = max(k / c for k, c in zip(channels, ALEXNET_CHANNELS))
+    high = min((k + 1) / c for k, c in zip(channels, ALEXNET_CHANNELS))
+    if low >= high:
+        return first_guess
+    middle = (low + high) / 2
+    for digits in range(1, 7):
+        if scaled_channels(round(middle, digits)) == channels:
+            return round(middle, digits)
+    return middle
 
 
 def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
