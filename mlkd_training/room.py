@@ -68,19 +68,24 @@ def foreground_map(cls: torch.Tensor) -> torch.Tensor:
 def peak_ratio(cls: torch.Tensor) -> torch.Tensor:
     """``(B,)`` highest / second-highest local maximum of each sample's 2-D foreground map.
 
-    A local maximum is a position no smaller than its 8 neighbours. A map with a single local
-    maximum is maximally unambiguous: its ratio is taken against the map's minimum. (The
-    reference code intends this but runs ``argrelmax`` over the flattened batch and compares
-    the last two maxima it finds.)
+    A local maximum is a position no smaller than its 8 neighbours; the second one is looked for
+    outside the 3x3 neighbourhood of the first, so a flat-topped peak (saturated neighbours, both
+    exactly 1.0 in float32) counts once. A map with a single local maximum is maximally
+    unambiguous: its ratio is taken against the map's minimum. (The reference code intends this
+    but runs ``argrelmax`` over the flattened batch and compares the last two maxima it finds.)
     """
     fg = foreground_map(cls.detach())
-    b = fg.shape[0]
+    b, h, w = fg.shape
     neighbourhood = F.max_pool2d(fg.unsqueeze(1), 3, stride=1, padding=1).squeeze(1)
     peaks = torch.where(fg >= neighbourhood, fg, torch.full_like(fg, -1.0)).reshape(b, -1)
-    top = peaks.topk(2, dim=1).values
+    first, at = peaks.max(dim=1)
+    rows, cols = torch.arange(h, device=fg.device), torch.arange(w, device=fg.device)
+    near = (((rows[None, :, None] - (at // w)[:, None, None]).abs() <= 1)
+            & ((cols[None, None, :] - (at % w)[:, None, None]).abs() <= 1)).reshape(b, -1)
+    second = peaks.masked_fill(near, -1.0).amax(dim=1)
     floor = fg.reshape(b, -1).amin(dim=1)
-    second = torch.where(top[:, 1] >= 0, top[:, 1], floor)
-    return top[:, 0] / second.clamp(min=1e-12)
+    second = torch.where(second >= 0, second, floor)
+    return first / second.clamp(min=1e-12)
 
 
 def elect(ratios: list[float]) -> int:
@@ -199,5 +204,5 @@ class Room:
                 scaler.step(learner.optimizer)
             else:
                 learner.optimizer.step()
-        if scaler is not None:
+        if scaler is not None and any(usable):  # GradScaler.update needs a step it can read inf checks from
             scaler.update()

@@ -35,6 +35,17 @@ def test_peak_ratio_uses_2d_local_maxima_per_sample():
     assert peak_ratio(logits_for(both)).item() == pytest.approx(0.9 / 0.6, rel=1e-4)
 
 
+def test_a_saturated_flat_topped_peak_counts_once():
+    confident = torch.full((7, 7), float(torch.logit(torch.tensor(0.1))))
+    confident[3, 3], confident[3, 4] = 20.0, 18.0  # both 1.0 in float32 after the softmax: one peak, not a tie
+    confident[0, 0] = 0.0                           # a second peak at 0.5
+    hesitant = torch.logit(torch.full((7, 7), 0.1))
+    hesitant[2, 2], hesitant[5, 5] = float(torch.logit(torch.tensor(0.8))), float(torch.logit(torch.tensor(0.5)))
+    ratios = peak_ratio(torch.cat([torch.zeros(2, 1, 7, 7), torch.stack([confident, hesitant])[:, None]], dim=1))
+    assert ratios.tolist() == pytest.approx([2.0, 1.6], rel=1e-4)
+    assert elect(ratios.tolist()) == 0
+
+
 def test_election_picks_the_highest_ratio_and_breaks_ties_to_the_first():
     assert elect([1.0, 3.0, 2.0]) == 1
     assert elect([2.0, 2.0, 1.0]) == 0
@@ -142,6 +153,16 @@ def test_unusable_losses_skip_the_update(room_parts):
     for student, snap in zip(students[:2], before):
         params = dict(student.named_parameters())
         assert all(torch.equal(snap[k], p) for k, p in params.items())
+
+
+def test_grad_scaler_survives_a_step_where_every_loss_is_rejected(room_parts):
+    teacher, students = room_parts
+    before = snapshot(students[0])
+    room = Room([make_learner(f, s, f) for f, s in zip(FEATURES, students)], teacher, LossConfig(max_loss=-1.0))
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    room.step(tiny_batch(2), scaler=scaler)  # GradScaler.update() with no step recorded would raise
+    assert room.skipped == [1, 1, 1] and scaler.get_scale() == 1024.0
+    assert all(torch.equal(before[k], p) for k, p in students[0].named_parameters())
 
 
 def test_grad_scaler_path_steps_every_learner(room_parts):
