@@ -100,6 +100,10 @@ def test_jetson_image_launches_the_node_and_keeps_engines_on_a_volume():
     entry = (REPO / "docker" / "entrypoint.sh").read_text(encoding="utf-8")
     assert "ros-humble-ros-base" in text and "colcon build" in text
     assert 'VOLUME ["/models"]' in text and "entrypoint.sh" in text
+    # what the TensorRT backend imports beyond JetPack's own tensorrt (setup.py's "tensorrt" extra)
+    extra = re.search(r'"tensorrt": \[([^\]]*)\]', (REPO / "setup.py").read_text(encoding="utf-8")).group(1)
+    for requirement in re.findall(r'"([A-Za-z0-9_.-]+)', extra):
+        assert f'"{requirement}==' in text, f"Dockerfile.jetson does not install {requirement}"
     assert "ros2 launch mlkd_tracker track.launch.py" in entry
     result = subprocess.run(["bash", "-n", str(REPO / "docker" / "entrypoint.sh")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

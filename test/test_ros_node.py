@@ -33,7 +33,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  #
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSReliabilityPolicy  # noqa: E402
+from rclpy.qos import QoSReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest  # noqa: E402
 from std_msgs.msg import Float32, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -339,6 +339,8 @@ def test_malformed_messages_leave_the_node_alive_and_tracking(rig_factory):
     rig.wait(lambda: rig.boxes, "the init box")
     infos = rig.peer.get_subscriptions_info_by_topic(f"{ns}/image")
     assert [i.qos_profile.reliability for i in infos] == [QoSReliabilityPolicy.RELIABLE]
+    assert qos_profile_sensor_data.reliability == QoSReliabilityPolicy.BEST_EFFORT  # the override stayed local
+    assert qos_profile_sensor_data.depth == 5
 
     good = frames[1]
     bad_images = [

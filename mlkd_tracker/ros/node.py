@@ -13,6 +13,7 @@ subscribes and starts tracking, deactivate stops; ``autostart`` (default) does b
 from __future__ import annotations
 
 import collections
+import copy
 import logging
 import math
 import re
@@ -204,7 +205,8 @@ class TrackerNode(LifecycleNode):
         self._outputs: dict[str, Any] = {}
         self._triggers: list[Any] = []
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10,
+                                               qos_overriding_options=QoSOverridingOptions.with_default_policies())
         self._diag_timer = self.create_timer(self.get_parameter("diagnostics_period").value, self._publish_diagnostics)
 
     # ------------------------------------------------------------------ parameters
@@ -346,7 +348,9 @@ class TrackerNode(LifecycleNode):
         topic = self._param("image_topic")
         self._compressed = bool(self._param("use_compressed"))
         image_type, topic = (CompressedImage, f"{topic}/compressed") if self._compressed else (Image, topic)
-        image_sub = self.create_subscription(image_type, topic, self._on_image, qos_profile_sensor_data, raw=True,
+        # a copy: rclpy writes QoS overrides into the profile it is given, and this one is module-wide
+        image_sub = self.create_subscription(image_type, topic, self._on_image, copy.copy(qos_profile_sensor_data),
+                                             raw=True,
                                              qos_overriding_options=QoSOverridingOptions.with_default_policies())
         self._inputs = [
             image_sub,
