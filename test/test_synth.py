@@ -10,7 +10,7 @@ from mlkd_tracker.cli import main
 from mlkd_tracker.errors import InputError, SourceError
 from mlkd_training.data.readers import open_dataset
 from mlkd_training.data.synth import (SynthConfig, SyntheticSequence, builtin_photo_paths, config_with,
-                                      generate_dataset, list_photo_sources, motion_kernel)
+                                      MIN_VISIBLE, generate_dataset, list_photo_sources, motion_kernel)
 
 SMALL = SynthConfig(sequences=2, frames=(10, 14), width=160, height=120, name="Tiny")
 
@@ -82,6 +82,28 @@ def test_motion_blur_smears_a_point_along_the_displacement(dx, dy):
     across = ((xs - 20) * dy - (ys - 20) * dx) / np.hypot(dx, dy)
     assert abs(np.sqrt((smear * along ** 2).sum()) - np.hypot(dx, dy) / np.sqrt(12)) < 0.3  # a uniform segment
     assert np.sqrt((smear * across ** 2).sum()) < 0.6
+
+
+def test_sequences_show_occlusion_out_of_view_distractors_and_camera_motion():
+    config = SynthConfig(sequences=1, frames=(200, 200), width=256, height=144, name="Events")
+    seen = {"full occlusion": 0, "partial occlusion": 0, "out of view": 0, "look-alike in view": 0,
+            "zoom": 0, "roll": 0, "speed change": 0}
+    for index in range(6):
+        seq = SyntheticSequence(config, 3, index)
+        frames = list(seq.frames())
+        visible = np.array([f.visible for f in frames])
+        in_view = np.array([f.in_view for f in frames])
+        seen["full occlusion"] += bool(((visible < MIN_VISIBLE) & (in_view > 0.9)).any())
+        seen["partial occlusion"] += bool(((visible < 0.8 * in_view) & (visible >= MIN_VISIBLE)).any())
+        seen["out of view"] += bool((in_view < 0.5).any())
+        seen["look-alike in view"] += any(f.distractor_in_view for f in frames)
+        seen["zoom"] += bool(seq.cam_zoom.max() / seq.cam_zoom.min() > 1.1)
+        seen["roll"] += bool(np.ptp(seq.cam_roll) > 2.0)
+        speed = np.linalg.norm(np.diff(seq.target.position, axis=0), axis=1)
+        seen["speed change"] += bool(speed.max() > 1.5 * max(speed.min(), 1e-3))
+        hidden = [f for f in frames if f.visible < MIN_VISIBLE]  # hidden or gone: no ground truth
+        assert all(np.isnan(f.box).all() for f in hidden)
+    assert all(count >= 1 for count in seen.values()), seen
 
 
 def test_first_frame_always_shows_the_whole_target():
