@@ -442,8 +442,10 @@ def test_configure_failure_is_reported_and_the_node_recovers(rig_factory, tmp_pa
     rig = rig_factory(factory=create_tracker, params={"diagnostics_period": 0.2, "precision": "fp64"}, start=False)
     assert rig.node.trigger_configure() == TransitionCallbackReturn.FAILURE  # a start-up value is checked too
     assert "precision must be one of" in rig.node._last_error
-    assert rig.set_params(precision="auto")[0].successful
-    assert rig.node.trigger_configure() == TransitionCallbackReturn.FAILURE  # bundled config, no weights yet
+    spec = tmp_path / "untrained.yaml"
+    spec.write_text("name: Untrained\narch: {width: 0.25}\n")
+    assert rig.set_params(precision="auto", model=str(spec))[0].successful
+    assert rig.node.trigger_configure() == TransitionCallbackReturn.FAILURE  # a model config without weights
     diag = rig.latest_diagnostics()
     assert diag["level"] == 2 and "names no weights file" in diag["message"]
     assert diag["lifecycle_state"] == "unconfigured"

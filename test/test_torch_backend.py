@@ -90,11 +90,13 @@ def test_backend_is_chosen_from_the_model_file(tmp_path):
         create_tracker(path, "cpu", overrides={"penalty": 0.3})
 
 
-def test_bundled_config_without_weights_needs_a_model():
+def test_model_config_without_weights_needs_a_model(tmp_path):
+    spec = tmp_path / "custom.yaml"
+    spec.write_text("name: Custom\narch: {width: 0.25}\ntracking: {penalty_k: 0.2, lost_frames: 9}\n")
     with pytest.raises(ModelFileError, match="names no weights"):
-        load_model()
-    loaded = load_model(allow_random_weights=True, device="cpu")
-    assert loaded.config == TrackerConfig(penalty_k=0.14, window_influence=0.428, lr=0.30)
+        load_model(spec)
+    loaded = load_model(spec, allow_random_weights=True, device="cpu")
+    assert loaded.config == TrackerConfig(penalty_k=0.2, lost_frames=9) and loaded.info["width"] == 0.25
 
 
 def test_fp16_on_cpu_is_a_clear_error():
