@@ -1,5 +1,6 @@
 """``mlkd test`` and ``mlkd eval`` end to end: real frames, OpenCV peers, a model file, result files, JSON, PNGs."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -113,6 +114,9 @@ def test_mlkd_eval_table_json_plots_and_attributes(dataset_dir, tmp_path, capsys
     assert pngs == ["attributes_precision.png", "attributes_success.png", "norm_precision.png", "precision.png",
                     "success.png"]
     assert (out / "success.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "success.png").stat().st_mode & 0o777 == 0o666 & ~umask  # like any new file, not mkstemp's 0600
     assert main(["eval", str(dataset_dir), "--results", str(results), "-t", "perfect", "--no-plots",
                  "--out", str(tmp_path / "e2")]) == 0
     assert not list((tmp_path / "e2").glob("*.png"))

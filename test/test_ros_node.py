@@ -254,6 +254,28 @@ def test_boxes_follow_the_target_with_the_image_header(rig_factory):
     assert math.isfinite(float(diag["latency_p99_ms"]))
 
 
+def test_default_model_follows_the_target_through_a_generated_night_clip(rig_factory, tmp_path):
+    pytest.importorskip("torch")
+    from mlkd_training.commands.demo import make_clip
+
+    seq = make_clip(tmp_path, 60, (480, 270), seed=7)  # the night clip of mlkd demo, shorter
+    rig = rig_factory(factory=create_tracker, params={"device": "cpu"})  # model parameter unset: MLKD-Track
+    t0 = 3 * 10**9
+    rig.send(seq.frame(0), t0)
+    rig.wait(lambda: rig.node.stats.received >= 1, "first frame")
+    rig.init_roi(seq.init_box)
+    rig.wait(lambda: rig.boxes, "the init box", timeout=30)
+    for i in range(1, len(seq)):
+        rig.send(seq.frame(i), t0 + i * 33_000_000, frame_id="night_cam")
+        rig.wait(lambda: len(rig.boxes) > i, f"box for frame {i}", timeout=30)
+    assert [stamp_ns(m) for _, m in rig.boxes[1:]] == [t0 + i * 33_000_000 for i in range(1, len(seq))]
+    frames = [i for i in range(1, len(seq)) if seq.valid[i]]
+    tracked = np.mean([iou(polygon_box(rig.boxes[i][1]), seq.gt[i]) for i in frames])
+    standing = np.mean([iou(seq.init_box, seq.gt[i]) for i in frames])  # a box that never moves
+    assert tracked > 0.5 and tracked > standing + 0.2, (tracked, standing)
+    assert rig.latest_diagnostics()["model"] == "MLKD-Track"
+
+
 def test_stamped_init_uses_the_frame_it_was_drawn_on_and_catches_up(rig_factory):
     frames, truth = moving_square_frames(24)
     t0 = 5 * 10**9

@@ -7,11 +7,10 @@ are ranked by the score in the legend (AUC, precision at 20 px, normalised preci
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from mlkd_tracker.report import atomic_output
 from mlkd_training.evaluation.metrics import (NORM_PRECISION_THRESHOLDS, PRECISION_THRESHOLDS, SUCCESS_THRESHOLDS,
                                               Scores, TrackerEvaluation)
 
@@ -33,16 +32,9 @@ def _curve(scores: Scores, kind: str):
 
 
 def save_figure(fig, path: Path) -> Path:
-    """``fig.savefig`` through a temp file and a rename (never a half-written PNG)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial.png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """``fig.savefig`` through :func:`atomic_output` (never a half-written image)."""
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format=Path(path).suffix.lstrip(".") or "png")
     return path
 
 
