@@ -81,6 +81,7 @@ def test_pipeline_end_to_end_then_rerun_and_publish(synth, enhancer, tmp_path, c
     card = (out / "MODEL_CARD.md").read_text()
     for text in ("MLKD-Track", "no-KD-student", "teacher", "CSRT", "KCF", "Distillation check", "pairs/s"):
         assert text in card
+    assert "by `mlkd synth` (version 1): seed 0, 5 sequences of 6-7 frames at 128x96, scikit-image's" in card
     assert (out / "plots" / "success.png").stat().st_size > 1000
 
     # published: models/mlkd_track.yaml now names the fp16 weights, and the default model loads from it
@@ -129,3 +130,10 @@ def test_demo_tracks_a_generated_night_clip(tmp_path, capsys):
 
     assert int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) == 12
     assert len(list((tmp_path / "clip" / "night" / "data_seq").iterdir())) == 1
+
+
+def test_demo_runs_the_bundled_model_with_no_arguments_but_the_output(tmp_path, capsys):
+    video = tmp_path / "demo.mp4"
+    assert main(["demo", "--out", str(video), "--frames", "20", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "model: MLKD-Track [torch, " in printed and video.stat().st_size > 0

@@ -1,5 +1,5 @@
 """Pieces of the default-model pipeline that need no trained model: split, verdict, result reuse."""
-from mlkd_training.pipeline import _forget_stale_results, distillation_check, split_names
+from mlkd_training.pipeline import _forget_stale_results, distillation_check, split_names, training_losses_table
 
 
 def test_split_is_deterministic_disjoint_and_complete():
@@ -31,3 +31,14 @@ def test_results_of_a_changed_model_are_not_reused(tmp_path):
     model.write_bytes(b"weights v2")
     _forget_stale_results(folder, str(model))
     assert not (folder / "seq1.txt").exists() and (folder / "model.sha256").is_file()
+
+
+def test_training_losses_table_compares_teacher_and_students():
+    history = [{"losses": {"teacher/cls": 9.0, "teacher/loc": 9.0}},
+               {"losses": {"teacher/cls": 0.3, "teacher/loc": 0.5, "student_l2/cls": 0.2, "student_l2/loc": 0.25,
+                           "student_l2/total": 7.0, "student_l2/kd": 1.0}}]
+    lines = training_losses_table(history).splitlines()
+    assert lines[0].split() == ["network", "cls", "loc", "cls", "+", "1.2", "loc"]
+    assert lines[2].split() == ["student_l2", "0.200", "0.250", "0.500"]
+    assert lines[3].split() == ["teacher", "0.300", "0.500", "0.900"]
+    assert training_losses_table([]) == ""

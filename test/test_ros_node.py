@@ -258,21 +258,29 @@ def test_default_model_follows_the_target_through_a_generated_night_clip(rig_fac
     pytest.importorskip("torch")
     from mlkd_training.commands.demo import make_clip
 
-    seq = make_clip(tmp_path, 60, (480, 270), seed=7)  # the night clip of mlkd demo, shorter
+    seq = make_clip(tmp_path, 150, (640, 360), seed=7)  # mlkd demo's night clip; its first 60 frames here
+    n = 60
+    init = tuple(float(int(v)) for v in seq.init_box)  # a RegionOfInterest holds whole pixels
+    offline, _ = create_tracker(None, "cpu")
+    offline.init(seq.frame(0), init)
+    expected = [init] + [offline.update(seq.frame(i)).box_xywh for i in range(1, n)]
+
     rig = rig_factory(factory=create_tracker, params={"device": "cpu"})  # model parameter unset: MLKD-Track
     t0 = 3 * 10**9
     rig.send(seq.frame(0), t0)
     rig.wait(lambda: rig.node.stats.received >= 1, "first frame")
-    rig.init_roi(seq.init_box)
+    rig.init_roi(init)
     rig.wait(lambda: rig.boxes, "the init box", timeout=30)
-    for i in range(1, len(seq)):
+    for i in range(1, n):
         rig.send(seq.frame(i), t0 + i * 33_000_000, frame_id="night_cam")
         rig.wait(lambda: len(rig.boxes) > i, f"box for frame {i}", timeout=30)
-    assert [stamp_ns(m) for _, m in rig.boxes[1:]] == [t0 + i * 33_000_000 for i in range(1, len(seq))]
-    frames = [i for i in range(1, len(seq)) if seq.valid[i]]
-    tracked = np.mean([iou(polygon_box(rig.boxes[i][1]), seq.gt[i]) for i in frames])
-    standing = np.mean([iou(seq.init_box, seq.gt[i]) for i in frames])  # a box that never moves
-    assert tracked > 0.5 and tracked > standing + 0.2, (tracked, standing)
+    assert [stamp_ns(m) for _, m in rig.boxes[1:]] == [t0 + i * 33_000_000 for i in range(1, n)]
+    boxes = [polygon_box(m) for _, m in rig.boxes]
+    np.testing.assert_allclose(boxes, expected, atol=0.01)  # the node is the library tracker, frame for frame
+    frames = [i for i in range(1, n) if seq.valid[i]]
+    tracked = np.mean([iou(boxes[i], seq.gt[i]) for i in frames])
+    standing = np.mean([iou(init, seq.gt[i]) for i in frames])  # a box that never moves
+    assert tracked > 0.4 and tracked > standing + 0.3, (tracked, standing)
     assert rig.latest_diagnostics()["model"] == "MLKD-Track"
 
 
