@@ -24,7 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--weights", help="DarkLighter weights to time (default: random; timing does not depend on them)")
     p.add_argument("--teacher", help="teacher model file (default: models/mlkd_teacher.yaml, random weights)")
-    p.add_argument("--student", help="student model file (default: models/mlkd_track.yaml, random weights)")
+    p.add_argument("--student", help="student model file (default: the bundled MLKD-Track)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 gives steadier figures on a busy machine)")

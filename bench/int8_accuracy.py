@@ -85,7 +85,7 @@ def fp32_and_int8(model: str | None, folder: Path, calib_clips: int) -> tuple[Pa
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", help="fp32 .onnx export, checkpoint or model YAML (default: bundled, random weights)")
+    p.add_argument("--model", help="fp32 .onnx export, checkpoint or model YAML (default: the bundled MLKD-Track)")
     p.add_argument("--dataset", help="benchmark folder (UAVDark135, NAT2021, ... layouts) instead of generated clips")
     p.add_argument("--sequences", type=int, default=20, help="generated sequences")
     p.add_argument("--frames", type=int, default=60, help="frames per generated sequence")

@@ -4,7 +4,7 @@ Quantises one fp32 export several ways (QOperator vs QDQ, per-channel, reduce_ra
 in fp32), times each variant's search graph interleaved with the fp32 one (same run, same load),
 and compares outputs with fp32 on held-out night crops. Prints a table and writes JSON.
 
-    python bench/int8_variants.py                      # full-width MLKD-Track, random weights
+    python bench/int8_variants.py                      # the bundled MLKD-Track
     python bench/int8_variants.py --model student.pth --json int8_variants.json
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def conv_profile(path: Path, feed: dict, runs: int, folder: Path) -> list[float]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", help="fp32 .onnx export, checkpoint or model YAML (default: bundled, random weights)")
+    p.add_argument("--model", help="fp32 .onnx export, checkpoint or model YAML (default: the bundled MLKD-Track)")
     p.add_argument("--calib-clips", type=int, default=16, help="calibration clips (5 frames each)")
     p.add_argument("--held-out-clips", type=int, default=8, help="night clips (5 frames) for the output errors")
     p.add_argument("--repeats", type=int, default=30, help="timed search runs per variant (and as many fp32)")

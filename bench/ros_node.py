@@ -12,7 +12,7 @@
 
 Targets (issue 7): overhead < 2 ms; flood p99 latency < 2x the tracker's per-frame time.
 The node and the box-receiving peer run in this process (two executors, a random ROS domain
-limited to localhost); default model: the bundled MLKD-Track architecture with random weights.
+limited to localhost); default model: the bundled MLKD-Track.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default=None, help="model file (default: bundled MLKD-Track, random weights)")
+    p.add_argument("--model", default=None, help="model file (default: the bundled MLKD-Track)")
     p.add_argument("--device", default="cpu", help="auto, cpu or cuda")
     p.add_argument("--size", default="1280x720", help="frame size WxH")
     p.add_argument("--frames", type=int, default=100, help="frames for the overhead measurement")

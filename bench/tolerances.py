@@ -42,7 +42,7 @@ def error_stats(reference: list, outputs: list) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", help="checkpoint or model YAML (default: the bundled architecture, random weights)")
+    p.add_argument("--model", help="checkpoint or model YAML (default: the bundled MLKD-Track)")
     p.add_argument("--clips", type=int, default=4, help="generated night clips (3 frames: 2 search crops each)")
     p.add_argument("--calib-clips", type=int, default=16, help="int8 calibration clips (another seed)")
     p.add_argument("--json", metavar="PATH", help="write the figures as JSON")

@@ -88,6 +88,17 @@ def test_bench_on_a_checkpoint_exports_and_times_every_available_backend(exporte
         assert "TensorRT is not installed" in data["skipped"]["tensorrt-fp16"]
 
 
+def test_bench_turns_time_the_asked_frames_after_warmup_and_settling():
+    from mlkd_tracker.cli.bench import SETTLE, turns
+
+    schedule = turns(frames=7, warmup=3, block=5)
+    indices = [i for turn in schedule for i, _ in turn]
+    assert indices == list(range(1, len(indices) + 1))  # every tracker sees every frame, in order
+    timed = [i for turn in schedule for i, t in turn if t]
+    assert len(timed) == 7 and min(timed) > 3
+    assert all(not t for turn in schedule for _, t in turn[:SETTLE])
+
+
 def test_bench_refuses_what_cannot_run(exported, capsys, tmp_path):
     assert main(["bench", "--backends", "tflite"]) == 2
     assert "unknown --backends ['tflite']" in capsys.readouterr().err

@@ -78,6 +78,9 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3          # errors only; providers warn about node placement
+        # idle worker threads sleep instead of spinning: onboard, the tracker shares its cores with the camera
+        # driver, ROS and the flight stack (measured cost here: ~3 % of search time)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sessions, metas = {}, {}
         for role, path in paths.items():
             try:

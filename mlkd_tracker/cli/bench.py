@@ -1,8 +1,9 @@
 """``mlkd bench``: per-stage times of every backend available here, in one interleaved run.
 
-Each backend gets its own tracker on the same generated night sequence; frames are fed to all
-trackers in turn (rotating the order), so machine load hits every backend alike and their
-figures can be compared. Stages per frame: crop, search (network), post-processing, total;
+Each backend gets its own tracker on the same generated night sequence; the trackers take turns
+in short blocks of frames (rotating the order), so machine load hits every backend alike and
+their figures can be compared. The first frames of each block are not timed: the previous
+backend's worker threads may still be spinning (OpenMP, ONNX Runtime) and would slow this one. Stages per frame: crop, search (network), post-processing, total;
 the template branch (run once per target) is timed separately over repeated inits.
 """
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mlkd_tracker.errors import InputError
 
 # name -> (backend, device, precision, which model file it runs)
 VARIANTS: dict[str, tuple[str, str, str, str]] = {
@@ -38,19 +41,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "A checkpoint is exported to ONNX and int8 on the fly (needs the training extras); an .onnx is "
         "benchmarked as it is, with its .int8 sibling when present.")
     p.add_argument("--model", default=None,
-                   help="checkpoint, model YAML, .onnx export or TensorRT .engine (default: the bundled MLKD-Track "
-                        "architecture with random weights, which is fine for timing)")
+                   help="checkpoint, model YAML, .onnx export or TensorRT .engine (default: the bundled MLKD-Track; a "
+                        "model YAML without weights runs with random ones, which is fine for timing)")
     p.add_argument("--backends", nargs="+", metavar="NAME", default=None,
                    help=f"variants to run (default: every available one of {', '.join(DEFAULT_VARIANTS)}; "
                         f"also: tensorrt-fp32)")
     p.add_argument("--frames", type=int, default=60, help="timed frames")
     p.add_argument("--warmup", type=int, default=5, help="untimed frames first")
+    p.add_argument("--block", type=int, default=8, help="frames per turn; the first %d of each are not timed" % SETTLE)
     p.add_argument("--template-runs", type=int, default=10, help="timed template-branch runs (inits)")
     p.add_argument("--size", default="1280x720", help="frame size WxH")
     p.add_argument("--exports", metavar="DIR", help="keep the ONNX / int8 / engine files made for the run here "
                                                     "(default: a temporary folder)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+SETTLE = 2  # untimed frames at the start of each turn
+
+
+def turns(frames: int, warmup: int, block: int) -> list[list[tuple[int, bool]]]:
+    """Blocks of ``(frame index, timed)`` from frame 1 on: ``frames`` timed ones after ``warmup`` untimed."""
+    if block <= SETTLE:
+        raise InputError(f"--block must be more than {SETTLE} (its first {SETTLE} frames are not timed), got {block}")
+    out, index, timed = [], 1, 0
+    while timed < frames:
+        turn = []
+        for j in range(block):
+            counted = j >= SETTLE and index > warmup and timed < frames
+            turn.append((index, counted))
+            timed += counted
+            index += 1
+        out.append(turn)
+    return out
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -166,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mlkd_tracker.backends import create_tracker
-    from mlkd_tracker.errors import InputError, ModelFileError
+    from mlkd_tracker.errors import ModelFileError
     from mlkd_tracker.report import format_table, latency_stats, write_json_atomic
 
     try:
@@ -210,19 +233,21 @@ def run(args: argparse.Namespace) -> int:
             timed = TimedTemplate(tracker.backend)
             tracker.backend = timed
             runs.append(Run(name, tracker, loaded, timed))
-        frames, box = bench_frames((w, h), args.frames + args.warmup + 1)
+        schedule = turns(args.frames, args.warmup, args.block)
+        frames, box = bench_frames((w, h), schedule[-1][-1][0] + 1)
         for r in runs:
             for _ in range(args.template_runs + 1):
                 r.tracker.init(frames[0], box)
             del r.timed.template_ms[0]  # first call: allocations, lazy initialisation
         stages = {r.name: {k: [] for k in ("crop", "search", "post", "total")} for r in runs}
-        for i, frame in enumerate(tqdm(frames[1:], desc="bench", unit="frame", disable=args.quiet)):
-            for r in runs[i % len(runs):] + runs[:i % len(runs)]:  # rotate who goes first
-                t = r.tracker.update(frame).times
-                if i >= args.warmup:
-                    for key, value in (("crop", t.crop_ms), ("search", t.network_ms), ("post", t.post_ms),
-                                       ("total", t.total_ms)):
-                        stages[r.name][key].append(value)
+        for b, turn in enumerate(tqdm(schedule, desc="bench", unit="block", disable=args.quiet)):
+            for r in runs[b % len(runs):] + runs[:b % len(runs)]:  # rotate who goes first
+                for i, timed in turn:
+                    t = r.tracker.update(frames[i]).times
+                    if timed:
+                        for key, value in (("crop", t.crop_ms), ("search", t.network_ms), ("post", t.post_ms),
+                                           ("total", t.total_ms)):
+                            stages[r.name][key].append(value)
         floor = _compute_floor(next((r for r in runs if r.name == "torch-cpu"), None), frames[0], stages)
 
     machine = platform.processor() or platform.machine()
