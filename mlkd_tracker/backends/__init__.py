@@ -66,8 +66,8 @@ def load_model(path: str | os.PathLike | None = None, device: str = "auto", prec
             loaded.config, loaded.name = spec.tracking, spec.name
             return loaded
         if not allow_random_weights:
-            raise ModelFileError(f"model config {path} names no weights file; pass a trained model "
-                                 f"(.pth / .onnx / .engine) with --model")
+            raise ModelFileError(f"model config {path} names no weights file; give a trained model file "
+                                 f"(.pth / .onnx / .engine) instead")
         from mlkd_tracker.backends.torch_backend import random_weights_model
         return random_weights_model(spec, device, precision)
     suffix = path.suffix.lower()
