@@ -249,12 +249,16 @@ def main(argv=None) -> int:
             ("end to end: image stamp -> box received (+ image transport)", end_to_end))]
         print(format_table(["ms", "p50", "p99", "p99 / tracker p50", "p99 / tracker p99"], rows, ".2f"))
         ratio = in_node["p99"] / tracker_ms["p50"]
-        print(f"target: box latency p99 < 2x tracker time -> {ratio:.2f}x in the node "
-              f"({'met' if ratio < 2.0 else 'NOT met'}), {end_to_end['p99'] / tracker_ms['p50']:.2f}x end to end")
+        # each box against the tracker's time on its own frame: 2x or more would mean it waited a whole frame
+        per_frame = latency_stats([t[0] / t[1] for t in flood_timings])
+        print(f"target: box latency p99 < 2x tracker time -> {ratio:.2f}x the tracker's p50 in the node "
+              f"({'met' if ratio < 2.0 else 'NOT met'}), {end_to_end['p99'] / tracker_ms['p50']:.2f}x end to end; "
+              f"per box, latency / its own frame's update: p50 {per_frame['p50']:.2f}x, p99 {per_frame['p99']:.2f}x "
+              f"({'met' if per_frame['p99'] < 2.0 else 'NOT met'})")
         results["flood"] = {"hz": args.flood_hz, "seconds": args.flood_seconds, "sent": total, "received": received,
                             "tracked": tracked, "dropped": dropped, "tracker_ms": tracker_ms,
                             "node_latency_ms": in_node, "end_to_end_latency_ms": end_to_end,
-                            "node_p99_over_tracker_p50": ratio}
+                            "node_p99_over_tracker_p50": ratio, "node_latency_over_own_update": per_frame}
     finally:
         for ex in executors:
             ex.shutdown()
