@@ -81,7 +81,7 @@ def test_pipeline_end_to_end_then_rerun_and_publish(synth, enhancer, tmp_path, c
     card = (out / "MODEL_CARD.md").read_text()
     for text in ("MLKD-Track", "no-KD-student", "teacher", "CSRT", "KCF", "Distillation check", "pairs/s"):
         assert text in card
-    assert "by `mlkd synth` (version 1): seed 0, 5 sequences of 6-7 frames at 128x96, scikit-image's" in card
+    assert "by `mlkd synth` (version 1): seed 0, 5 sequences of 6-7 frames at 128x96, from scikit-image's" in card
     assert (out / "plots" / "success.png").stat().st_size > 1000
 
     # published: models/mlkd_track.yaml now names the fp16 weights, and the default model loads from it
@@ -89,7 +89,10 @@ def test_pipeline_end_to_end_then_rerun_and_publish(synth, enhancer, tmp_path, c
     assert spec["weights"] == "mlkd_track.pth" and spec["arch"]["width"] == 0.25
     loaded = load_model(models / "mlkd_track.yaml", "cpu")
     assert loaded.info["width"] == 0.25 and loaded.name == "MLKD-Track"
-    assert (models / "MLKD_TRACK_CARD.md").is_file() and (models / "mlkd_track_plots" / "success.png").is_file()
+    assert (models / "mlkd_track_plots" / "success.png").is_file()
+    published = (models / "MLKD_TRACK_CARD.md").read_text()
+    assert str(synth) in card and str(synth) not in published  # no folder of this machine in the repo
+    assert f"(`{synth.name}`)" in published and "`mlkd_track_plots/success.png`" in published
 
     # a second run keeps every finished stage; one with other settings for a finished stage is refused
     assert main(args) == 0

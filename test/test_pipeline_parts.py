@@ -1,5 +1,7 @@
 """Pieces of the default-model pipeline that need no trained model: split, verdict, result reuse."""
-from mlkd_training.pipeline import _forget_stale_results, distillation_check, split_names, training_losses_table
+from mlkd_training.pipeline import (_forget_stale_results, distillation_check, portable_paths, split_names,
+                                    training_losses_table)
+from mlkd_training.room import LossConfig
 
 
 def test_split_is_deterministic_disjoint_and_complete():
@@ -37,8 +39,17 @@ def test_training_losses_table_compares_teacher_and_students():
     history = [{"losses": {"teacher/cls": 9.0, "teacher/loc": 9.0}},
                {"losses": {"teacher/cls": 0.3, "teacher/loc": 0.5, "student_l2/cls": 0.2, "student_l2/loc": 0.25,
                            "student_l2/total": 7.0, "student_l2/kd": 1.0}}]
-    lines = training_losses_table(history).splitlines()
-    assert lines[0].split() == ["network", "cls", "loc", "cls", "+", "1.2", "loc"]
+    lines = training_losses_table(history, LossConfig()).splitlines()
+    assert lines[0].split() == ["network", "cls", "loc", "1", "cls", "+", "1.2", "loc"]
     assert lines[2].split() == ["student_l2", "0.200", "0.250", "0.500"]
     assert lines[3].split() == ["teacher", "0.300", "0.500", "0.900"]
-    assert training_losses_table([]) == ""
+    other = training_losses_table(history, LossConfig(cls_weight=2.0, loc_weight=1.0)).splitlines()
+    assert other[0].split()[-4:] == ["cls", "+", "1", "loc"] and other[3].split()[-1] == "1.100"
+    assert training_losses_table([], LossConfig()) == ""
+
+
+def test_portable_paths_keep_only_the_last_component_of_absolute_paths():
+    text = "mlkd train pipeline --data /home/ana/data/synth --out /tmp/run (`/srv/x/enh.pth`)"
+    assert portable_paths(text) == "mlkd train pipeline --data synth --out run (`enh.pth`)"
+    kept = "`plots/success.png`, runs/default, ~/data/x, https://example.org/a/b, 1/2, /"
+    assert portable_paths(kept) == kept

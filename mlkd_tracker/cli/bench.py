@@ -3,8 +3,9 @@
 Each backend gets its own tracker on the same generated night sequence; the trackers take turns
 in short blocks of frames (rotating the order), so machine load hits every backend alike and
 their figures can be compared. The first frames of each block are not timed: the previous
-backend's worker threads may still be spinning (OpenMP, ONNX Runtime) and would slow this one. Stages per frame: crop, search (network), post-processing, total;
-the template branch (run once per target) is timed separately over repeated inits.
+backend's worker threads may still be spinning (OpenMP, ONNX Runtime) and would slow this one.
+Stages per frame: crop, search (network), post-processing, total; the template branch (run once
+per target) is timed separately over repeated inits.
 """
 from __future__ import annotations
 
