@@ -1,4 +1,4 @@
-"""Classical OpenCV trackers (opencv-contrib) behind the same ``init`` / ``update`` shape as ``SiamRPNTracker``.
+"""Classical OpenCV trackers (opencv-contrib) behind the same ``init`` / ``update`` shape as ``SiameseTracker``.
 
 OpenCV 5 keeps CSRT and KCF in the main ``cv2`` namespace and MOSSE (with MIL, MedianFlow, TLD,
 Boosting) in ``cv2.legacy``; both families are used as they are, so no OpenCV 4 pin is needed.
