@@ -13,6 +13,7 @@ from mlkd_tracker.errors import InputError, SourceError
 from mlkd_tracker.frames import as_bgr_frame
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 BAG_SUFFIXES = {".mcap", ".db3"}
 IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 INIT_MSGTYPES = ("geometry_msgs/msg/PolygonStamped", "sensor_msgs/msg/RegionOfInterest")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dataset_fixtures import box_lines, write_uav_dataset
+from dataset_fixtures import box_lines, write_uav_dataset, write_uav_video_dataset
 from mlkd_tracker.cli import main
 from mlkd_tracker.nets import SiamRPN
 from mlkd_tracker.nets.checkpoint import save_checkpoint
@@ -85,6 +85,21 @@ def test_mlkd_test_model_file_and_parallel_workers(dataset_dir, tmp_path):
     for seq in ("seq1", "seq2", "seq3"):  # parallel processes give the same boxes
         np.testing.assert_array_equal(read_boxes(results / "NightSet" / "kcf1" / f"{seq}.txt"),
                                       read_boxes(results / "NightSet" / "kcf2" / f"{seq}.txt"))
+
+
+def test_mlkd_test_and_eval_on_a_video_dataset(tmp_path, capsys):
+    root = tmp_path / "Clips"
+    gts = write_uav_video_dataset(root, count=2, frames=20)  # data_seq/<seq>.mp4 + anno/<seq>.txt
+    results = tmp_path / "results"
+    assert main(["test", str(root), "-t", "csrt", "--workers", "2", "--results", str(results), "--quiet"]) == 0
+    for name, gt in gts.items():
+        boxes = read_boxes(results / "Clips" / "csrt" / f"{name}.txt")
+        assert boxes.shape == (20, 4)
+        np.testing.assert_allclose(boxes[0], gt[0])
+    assert main(["eval", str(root), "--results", str(results), "--no-plots", "--out", str(tmp_path / "e")]) == 0
+    report = json.loads((tmp_path / "e" / "eval.json").read_text())
+    assert report["sequences"] == 2 and report["trackers"][0]["name"] == "csrt"
+    assert "csrt" in capsys.readouterr().out
 
 
 def test_mlkd_eval_table_json_plots_and_attributes(dataset_dir, tmp_path, capsys):

@@ -53,13 +53,12 @@ def default_tracker_name(spec: str) -> str:
 def track_sequence(tracker, seq: Sequence) -> tuple[list[tuple[float, ...]], float]:
     """One-pass run: boxes for every frame (the first is the init box) and the seconds spent tracking."""
     init_box = seq.init_box
-    first = seq.frame(0)
+    frames = seq.frames()  # in order: a video is decoded once
     t0 = time.perf_counter()
-    tracker.init(first, init_box)
+    tracker.init(next(frames), init_box)
     seconds = time.perf_counter() - t0
     boxes = [init_box]
-    for i in range(1, len(seq)):
-        frame = seq.frame(i)
+    for frame in frames:
         t0 = time.perf_counter()
         result = tracker.update(frame)
         seconds += time.perf_counter() - t0
