@@ -83,6 +83,11 @@ def parse_boxes(text: str, source: str) -> np.ndarray:
     return boxes
 
 
+def format_boxes(boxes) -> str:
+    """Box-file text (ground truth or results): one ``x,y,w,h`` line per box, 4 decimals; ``nan`` for none."""
+    return "".join(",".join(f"{float(v):.4f}" for v in box) + "\n" for box in boxes)
+
+
 def read_boxes(path: str | os.PathLike) -> np.ndarray:
     """``(N, 4)`` boxes from a ground-truth or result file (see :func:`parse_boxes`)."""
     path = Path(path)

@@ -30,6 +30,7 @@ class FrameStore:
     """Where a sequence's frames come from; ``read`` returns HxWx3 uint8 BGR."""
 
     cheap_random_access = True  # False: reading out of order costs decoding (a video)
+    fps: float | None = None  # frame rate, where the store records one
 
     def __len__(self) -> int:
         raise NotImplementedError
