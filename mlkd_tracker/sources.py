@@ -19,6 +19,14 @@ IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 INIT_MSGTYPES = ("geometry_msgs/msg/PolygonStamped", "sensor_msgs/msg/RegionOfInterest")
 
 
+def read_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
+    """An image file as HxWx3 uint8 BGR; :class:`SourceError` naming it (as ``what``) when it cannot be read."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SourceError(f"cannot read {what} {path} (missing, corrupt or not an image)")
+    return image
+
+
 def natural_key(name: str) -> list:
     """Sort key treating digit runs as numbers: img2 < img10."""
     return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
@@ -49,10 +57,7 @@ class ImageFolderSource(FrameSource):
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for path in self.paths:
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is None:
-                raise SourceError(f"cannot read image {path} (corrupt or not an image)")
-            yield frame
+            yield read_image(path)
 
 
 class VideoSource(FrameSource):

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from mlkd_tracker.errors import SourceError
+from mlkd_tracker.sources import read_image
 
 # containers whose frame count OpenCV reads from an index (sample tables, AVI index); in the
 # others (Matroska, WebM, MPEG streams) it is estimated from the duration, so packets are counted
@@ -56,11 +57,7 @@ class FrameFiles(FrameStore):
         return len(self.paths)
 
     def read(self, index: int) -> np.ndarray:
-        path = self.paths[index]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SourceError(f"cannot read frame {path} (missing or corrupt)")
-        return image
+        return read_image(self.paths[index], "frame")
 
     def head(self, count: int) -> "FrameFiles":
         return FrameFiles(self.paths[:count])
