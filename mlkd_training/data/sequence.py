@@ -154,6 +154,7 @@ class VideoFrames(FrameStore):
             self._next = index
 
     def _ended(self, index: int) -> SourceError:
+        self.close()  # the decoder's position is unknown now
         if index == 0:
             return SourceError(f"cannot decode any frame of video {self.path} (corrupt, or a codec OpenCV lacks)")
         expected = f"its box file {self.boxes} has {self.length} boxes" if self.boxes else \
