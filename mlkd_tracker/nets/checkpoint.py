@@ -30,11 +30,12 @@ _LIST_LIMIT = 12
 
 def _numpy_scalar_globals() -> list:
     """The numpy types a checkpoint's optimizer state needs: released NanoTrack files keep the learning rate
-    as a numpy float64 (pickled as ``numpy.core.multiarray.scalar`` with a float64 dtype). Nothing else is allowed."""
+    as a numpy float64 (pickled as ``numpy.core.multiarray.scalar`` with a float64 dtype; numpy 2 writes
+    ``numpy._core``). Nothing else is allowed: arrays, for one, stay refused."""
     import numpy as np
 
-    core = getattr(np, "_core", None) or np.core  # numpy 2 moved numpy.core to numpy._core
-    allowed = [(core.multiarray.scalar, "numpy.core.multiarray.scalar"), np.dtype]
+    scalar = (getattr(np, "_core", None) or np.core).multiarray.scalar  # numpy 2 moved numpy.core to numpy._core
+    allowed = [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype]
     if hasattr(np, "dtypes"):  # numpy >= 1.25 gives every dtype its own class
         allowed.append(np.dtypes.Float64DType)
     return allowed

@@ -46,6 +46,12 @@ def _divisible(value: float, divisor: int = 8) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
+def _global_average(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, 1, 1) channel means, as a pooling over the whole (fixed) map: it exports as an AveragePool,
+    where a mean exports as a ReduceMean that the opset 18 -> 17 conversion leaves invalid."""
+    return F.avg_pool2d(x, tuple(x.shape[2:]))
+
+
 def _activation(hard_swish: bool) -> nn.Module:
     return nn.Hardswish(inplace=True) if hard_swish else nn.ReLU(inplace=True)
 
@@ -60,7 +66,7 @@ class SqueezeExcite(nn.Module):
                                 nn.Hardsigmoid(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gates = self.fc(x.mean(dim=(2, 3)))
+        gates = self.fc(_global_average(x).flatten(1))
         return x * gates[:, :, None, None]
 
 
@@ -136,7 +142,7 @@ class ChannelAttention(nn.Module):
         self.fc2 = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True)))))
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(_global_average(x)))))
 
 
 def _pointwise_bn(channels: int) -> nn.Sequential:
