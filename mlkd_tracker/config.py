@@ -185,3 +185,13 @@ def architecture_tracker_config(arch: Mapping[str, Any]) -> TrackerConfig:
     if arch.get("type") == "nanotrack":
         return load_model_spec(models_dir() / f"nanotrack_v{arch['version']}.yaml").tracking
     return default_tracker_config()
+
+
+def architecture_name(arch: Mapping[str, Any]) -> str:
+    """A model's architecture in words, from ``model.arch()`` or a backend's info: ``NanoTrack v2``,
+    ``SiamRPN-AlexNet width 0.5``, with ``+ DarkLighter`` for a teacher (an enhancer in front)."""
+    if arch.get("type") == "nanotrack":
+        name = f"NanoTrack v{arch['version']}"
+    else:
+        name = f"SiamRPN-AlexNet width {float(arch.get('width', 1.0)):g}"
+    return name + (" + DarkLighter" if arch.get("enhancer") else "")

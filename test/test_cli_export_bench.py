@@ -70,6 +70,7 @@ def test_bench_on_an_export_times_fp32_and_int8(exported, tmp_path, capsys):
         _check_backend_figures(entry)
     assert data["backends"]["onnxruntime-int8"]["info"]["precision"] == "int8"
     assert "ONNX export" in data["skipped"]["torch-cpu"]
+    assert data["architecture"]["name"] == "SiamRPN-AlexNet width 0.25"  # from the export's metadata
     out = capsys.readouterr().out
     assert "summary" in out and "template p50" in out and "onnxruntime-int8" in out
 
@@ -84,6 +85,9 @@ def test_bench_on_a_checkpoint_exports_and_times_every_available_backend(exporte
         _check_backend_figures(entry)
     assert (tmp_path / "exports" / "model.int8.search.onnx").is_file()  # made for the run, kept on request
     assert data["compute_floor"]["search_gflop"] > 0 and data["compute_floor"]["floor_ms"] > 0
+    assert data["compute_floor"]["published_mflops"] is None
+    assert data["architecture"] == {"name": "SiamRPN-AlexNet width 0.25", "type": "siamrpn", "width": 0.25,
+                                    "decoder": "anchors", "search_crop": 287, "score_map": 21}
     if importlib.util.find_spec("tensorrt") is None:
         assert "TensorRT is not installed" in data["skipped"]["tensorrt-fp16"]
 
@@ -109,3 +113,43 @@ def test_bench_refuses_what_cannot_run(exported, capsys, tmp_path):
         assert main(["bench", "--model", str(tmp_path / "m.fp16.engine")]) == 2
         err = capsys.readouterr().err
         assert "torch-cpu: the model is a TensorRT engine" in err and "tensorrt-fp16: TensorRT is not installed" in err
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_bench_names_a_nanotrack_config_and_counts_its_flops_beside_the_authors(version, tmp_path, capsys):
+    """A NanoTrack model YAML (random weights): the run says the architecture and the point geometry, and the
+    search branch's multiply-adds sit just under the MFLOPs the authors publish (their count adds a little)."""
+    from mlkd_tracker.config import models_dir
+    from mlkd_tracker.nets.nanotrack import PUBLISHED_MFLOPS
+
+    report = tmp_path / "bench.json"
+    assert main(["bench", "--model", str(models_dir() / f"nanotrack_v{version}.yaml"), "--backends", "torch-cpu",
+                 "--frames", "3", "--warmup", "1", "--template-runs", "2", "--size", "320x240",
+                 "--json", str(report), "--quiet"]) == 0
+    data = json.loads(report.read_text())
+    score_map = 15 if version == 3 else 16
+    assert data["architecture"] == {"name": f"NanoTrack v{version}", "type": "nanotrack", "version": version,
+                                    "decoder": "points", "search_crop": 255, "score_map": score_map}
+    _check_backend_figures(data["backends"]["torch-cpu"])
+    floor = data["compute_floor"]
+    assert floor["published_mflops"] == PUBLISHED_MFLOPS[version]
+    assert 0.85 < floor["search_gflop"] * 500 / PUBLISHED_MFLOPS[version] < 1.0, floor
+    out = capsys.readouterr().out
+    assert f"NanoTrack v{version} (points decoder, 255 px search crop, {score_map}x{score_map} score map)" in out
+    assert f"the authors count {PUBLISHED_MFLOPS[version]} MFLOPs" in out and "multiply-adds M" in out
+
+
+def test_bench_runs_the_released_nanotrack_on_torch_and_its_onnx_export(tmp_path):
+    from nanotrack_reference import official
+
+    report = tmp_path / "bench.json"
+    assert main(["bench", "--model", str(official(2)), "--backends", "torch-cpu", "onnxruntime-cpu", "--frames", "3",
+                 "--warmup", "1", "--template-runs", "2", "--size", "320x240", "--exports", str(tmp_path / "x"),
+                 "--json", str(report), "--quiet"]) == 0
+    data = json.loads(report.read_text())
+    assert data["architecture"]["name"] == "NanoTrack v2" and set(data["backends"]) == {"torch-cpu", "onnxruntime-cpu"}
+    for entry in data["backends"].values():
+        _check_backend_figures(entry)
+        assert entry["info"]["type"] == "nanotrack" and entry["info"]["version"] == 2
+    assert data["backends"]["torch-cpu"]["model"] == data["backends"]["onnxruntime-cpu"]["model"] == "nanotrackv2"
+    assert (tmp_path / "x" / "model.search.onnx").is_file()

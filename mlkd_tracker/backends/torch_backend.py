@@ -103,8 +103,9 @@ def open_model(path: Path, device: str = "auto", precision: str = "auto",
 
 
 def _arch_info(model: SiamRPN | NanoTrack) -> dict[str, Any]:
-    """What ``LoadedModel.info`` says of the architecture: SiamRPN's width or NanoTrack's version."""
-    return {k: v for k, v in model.arch().items() if k in ("type", "width", "version")}
+    """What ``LoadedModel.info`` says of the architecture: SiamRPN's width or NanoTrack's version, and the
+    enhancer of a teacher (as the ONNX and TensorRT backends say it from the export's metadata)."""
+    return {k: v for k, v in model.arch().items() if k in ("type", "width", "version", "enhancer") and v is not None}
 
 
 def random_weights_model(spec: ModelSpec, device: str = "auto", precision: str = "auto",

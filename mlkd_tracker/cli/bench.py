@@ -252,7 +252,11 @@ def run(args: argparse.Namespace) -> int:
         floor = _compute_floor(next((r for r in runs if r.name == "torch-cpu"), None), frames[0], stages)
 
     machine = platform.processor() or platform.machine()
-    print(f"\nframe {w}x{h}, {args.frames} timed frames, {args.template_runs} template runs, machine: {machine}")
+    architecture = _architecture(runs[0])
+    print(f"\n{runs[0].loaded.name}: {architecture['name']} ({architecture['decoder']} decoder, "
+          f"{architecture['search_crop']} px search crop, {architecture['score_map']}x{architecture['score_map']} "
+          f"score map)")
+    print(f"frame {w}x{h}, {args.frames} timed frames, {args.template_runs} template runs, machine: {machine}")
     results, rows = {}, []
     reference = None
     for r in runs:
@@ -277,11 +281,16 @@ def run(args: argparse.Namespace) -> int:
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     result = {"frame_size": [w, h], "frames": args.frames, "template_runs": args.template_runs,
-              "machine": machine, "backends": results, "skipped": skipped}
+              "machine": machine, "architecture": architecture, "backends": results, "skipped": skipped}
     if floor:
-        print(format_table(["search GFLOP", "matmul GFLOP/s", "floor ms", "torch search p50 ms", "ratio"],
-                           [[floor["search_gflop"], floor["matmul_gflops"], floor["floor_ms"],
-                             floor["network_p50_ms"], floor["ratio"]]], ".3f"))
+        published = floor["published_mflops"]
+        print(f"\ncompute floor of the torch CPU search branch ({floor['threads']} threads; the authors count "
+              f"{published} MFLOPs)" if published else
+              f"\ncompute floor of the torch CPU search branch ({floor['threads']} threads)")
+        print(format_table(["search MFLOP", "multiply-adds M", "matmul GFLOP/s", "floor ms", "torch search p50 ms",
+                            "ratio"],
+                           [[floor["search_gflop"] * 1e3, floor["search_gflop"] * 5e2, floor["matmul_gflops"],
+                             floor["floor_ms"], floor["network_p50_ms"], floor["ratio"]]], ".2f"))
         result["compute_floor"] = floor
     if args.json:
         write_json_atomic(args.json, result)
@@ -297,6 +306,7 @@ def _compute_floor(torch_run: Run | None, frame, stages) -> dict | None:
     import torch
 
     from mlkd_tracker.nets.flops import count_flops
+    from mlkd_tracker.nets.nanotrack import PUBLISHED_MFLOPS
 
     backend = torch_run.timed.inner
     config = torch_run.tracker.config
@@ -306,6 +316,17 @@ def _compute_floor(torch_run: Run | None, frame, stages) -> dict | None:
     gflops = matmul_gflops()
     floor_ms = flops / (gflops * 1e9) * 1e3
     search_p50 = float(np.percentile(stages[torch_run.name]["search"], 50))
+    arch = backend.model.arch()
     return {"search_gflop": flops / 1e9, "matmul_gflops": gflops, "floor_ms": floor_ms,
-            "network_p50_ms": search_p50, "ratio": search_p50 / floor_ms, "arch": backend.model.arch(),
+            "network_p50_ms": search_p50, "ratio": search_p50 / floor_ms, "arch": arch,
+            "published_mflops": PUBLISHED_MFLOPS[arch["version"]] if arch["type"] == "nanotrack" else None,
             "threads": torch.get_num_threads()}
+
+
+def _architecture(run: Run) -> dict[str, Any]:
+    """The benchmarked model's architecture, as every backend's info says it, and its tracking geometry."""
+    from mlkd_tracker.config import architecture_name
+
+    info, config = run.loaded.info, run.tracker.config
+    return {"name": architecture_name(info), **{k: info[k] for k in ("type", "version", "width") if k in info},
+            "decoder": config.decoder, "search_crop": config.instance_size, "score_map": config.score_size}

@@ -36,6 +36,9 @@ _SMALL_BLOCKS = ((3, 1, 16, True, False, 2), (3, 4.5, 24, False, False, 2), (3, 
 _V3_EXTRA_BLOCK = (5, 6, 96, True, True, 1)
 STRIDE = 16
 CORRELATION_CHANNELS = 64   # template positions of an 8x8 template feature (127 px crop)
+# the authors' published cost of each version (MFLOPs, HonglinChu/SiamTrackers, NanoTrack), for comparison
+# with what ``nets.flops.count_flops`` counts for the search branch
+PUBLISHED_MFLOPS = {1: 75.6, 2: 84.6, 3: 115.6}
 _MARKER_KEYS = {1: "ban_head.corr_pw.CA_layer.fc1.weight", 2: "ban_head.cls_pw_tower.0.weight",
                 3: "ban_head.down_cls.0.weight"}
 
