@@ -237,3 +237,72 @@ def test_build_cache_and_inference_paths_run_with_stand_in_modules(export_copy, 
     assert len(modules["tensorrt"].built) == 2 and lines[-2].startswith("tensorrt: reusing cached engine")
     loaded.backend.close()
     again.backend.close()
+
+
+@pytest.fixture(params=[2, 3], ids=["nanotrack-v2", "nanotrack-v3"])
+def nanotrack_copy(request, tmp_path):
+    """The released NanoTrack v2 / v3 exported to ONNX, copied where an engine can be cached beside it."""
+    from export_helpers import nanotrack_export
+
+    _, paths, _ = nanotrack_export(request.param)
+    for path in paths.values():
+        shutil.copy(path, tmp_path / path.name)
+    return request.param, tmp_path / "nanotrack.search.onnx"
+
+
+def test_nanotrack_engines_carry_the_point_geometry(nanotrack_copy):
+    """Engine building, caching and shape checks for a NanoTrack export: 255 px search crop, 2 + 4 maps of
+    16x16 (v2) or 15x15 (v3) points, kernels as exported, tracking values and decoder in the header."""
+    version, onnx_path = nanotrack_copy
+    side = 16 if version == 2 else 15
+    build = CountingBuild()
+    path = ensure_engine(onnx_path, "fp16", ORIN, build)
+    assert path.name == "nanotrack.fp16.nvidia-jetson-agx-orin-sm87-trt10.3.0.engine"
+    assert build.calls == [("nanotrack.template.onnx", "fp16"), ("nanotrack.search.onnx", "fp16")]
+    header, _ = read_engine_header(path)
+    meta = ExportMeta.from_json(header["meta"], str(path))
+    assert meta == read_onnx_meta(onnx_path)[0]
+    assert meta.arch["type"] == "nanotrack" and meta.arch["version"] == version
+    assert meta.tracking.decoder == "points" and meta.tracking.score_size == side
+    kernel_channels = 48 if version == 2 else 192  # v3 stacks its pixel-wise and depthwise kernels
+    assert meta.io == {"template": (1, 3, 127, 127), "search": (1, 3, 255, 255),
+                       "kernel_cls": (1, kernel_channels, 8, 8), "kernel_loc": (1, kernel_channels, 8, 8),
+                       "cls": (1, 2, side, side), "loc": (1, 4, side, side)}
+    assert ensure_engine(onnx_path.with_name("nanotrack.onnx"), "fp16", ORIN, build) == path and len(build.calls) == 2
+
+    names = {n: n for n in ("search", "kernel_cls", "kernel_loc", "cls", "loc")}
+    good = {n: (meta.io[n], np.float32) for n in names}
+    check_engine_io(engine_io(StandInEngine(good), StandInTrt), names, meta, "search", "nt.engine")
+    anchors = {**good, "cls": ((1, 10, side, side), np.float32), "search": ((1, 3, 287, 287), np.float32)}
+    with pytest.raises(ModelFileError, match=r"search is \(1, 3, 287, 287\), expected \(1, 3, 255, 255\); "
+                                             rf"cls is \(1, 10, {side}, {side}\), expected \(1, 2, {side}, {side}\)"):
+        check_engine_io(engine_io(StandInEngine(anchors), StandInTrt), names, meta, "search", "nt.engine")
+
+
+def test_nanotrack_runs_through_the_stand_in_engine_path(nanotrack_copy, monkeypatch):
+    """create_tracker on a NanoTrack export with backend=tensorrt: engine built, buffers sized from the point
+    geometry, 255 px crops in, (1, 2, S, S) / (1, 4, S, S) maps out, the point decoder tracking on them."""
+    from fake_tensorrt import make_modules
+    from mlkd_tracker.backends import create_tracker
+    from nanotrack_reference import real_clip
+
+    version, onnx_path = nanotrack_copy
+    side = 16 if version == 2 else 15
+    modules = make_modules(read_onnx_meta(onnx_path)[0].io)
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    tracker, loaded = create_tracker(onnx_path, backend="tensorrt")
+    assert modules["tensorrt"].built == [("template", [0]), ("search", [0])]
+    assert loaded.info["type"] == "nanotrack" and loaded.info["version"] == version
+    assert loaded.config.decoder == "points" and loaded.config.instance_size == 255
+    kernels = loaded.backend.template(np.zeros((127, 127, 3), np.uint8))
+    cls, loc = loaded.backend.search(np.zeros((255, 255, 3), np.uint8), kernels)
+    assert cls.shape == (1, 2, side, side) and loc.shape == (1, 4, side, side) and (cls == 0.5).all()
+    with pytest.raises(InputError, match=r"search crop must be \(255, 255, 3\) uint8"):
+        loaded.backend.search(np.zeros((287, 287, 3), np.uint8), kernels)
+    frames, boxes = real_clip("wakeboard7", 3)
+    tracker.init(frames[0], boxes[0])
+    for frame in frames[1:]:
+        result = tracker.update(frame)
+        assert np.isfinite(result.box_xywh).all() and result.score == pytest.approx(0.5)  # softmax of equal logits
+    loaded.backend.close()
