@@ -42,6 +42,32 @@ def test_backend_outputs_equal_a_direct_module_call():
     assert np.abs(loc - ref_loc.numpy()).max() < 1e-3 * max(1.0, np.abs(ref_loc.numpy()).max())
 
 
+def test_small_networks_run_on_one_cpu_thread_and_restore_the_callers_setting():
+    """NanoTrack (under 0.5 GFLOP per search) runs single-threaded inside backend calls; SiamRPN keeps torch's
+    setting; either way the caller's thread count is the same after the call."""
+    from mlkd_tracker.backends.torch_backend import SINGLE_THREAD_FLOPS
+    from mlkd_tracker.config import models_dir
+    from mlkd_tracker.nets.flops import count_flops
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        small = load_model(models_dir() / "nanotrack_v2.yaml", "cpu", allow_random_weights=True)
+        large = load_model(None, "cpu")  # the bundled MLKD-Track
+        assert (small.backend.threads, large.backend.threads) == (1, None)
+        for loaded in (small, large):
+            seen = []
+            loaded.backend.model.backbone.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+            c = loaded.config
+            kernels = loaded.backend.template(np.zeros((c.exemplar_size, c.exemplar_size, 3), np.uint8))
+            crop = np.zeros((c.instance_size, c.instance_size, 3), np.uint8)
+            flops = count_flops(lambda: loaded.backend.search(crop, kernels))
+            assert seen == [loaded.backend.threads or 2] * 2 and torch.get_num_threads() == 2
+            assert (flops < SINGLE_THREAD_FLOPS) == (loaded is small)
+    finally:
+        torch.set_num_threads(previous)
+
+
 def subnormals_survive() -> bool:
     return bool(np.float32(1e-38) * np.float32(0.5) != 0)
 

@@ -52,16 +52,54 @@ def denormals_flushed():
         torch.set_flush_denormal(False)
 
 
+@contextmanager
+def intra_op_threads(threads: int | None):
+    """Run torch's CPU operators on ``threads`` threads while inside (None: leave them), then restore the caller's.
+
+    The setting applies to the calling OS thread's OpenMP parallel regions (threads started meanwhile inherit it)
+    and costs well under a microsecond to change.
+    """
+    previous = torch.get_num_threads()
+    if threads is None or threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+# Search branches cheaper than this run on one CPU thread. NanoTrack (0.14-0.22 GFLOP in some 150 operators)
+# spends most of a call in fixed per-operator costs, so a second thread gains nothing even on an idle CPU, while
+# every operator ends in a barrier that waits for the slowest thread: on cores shared with other work (onboard:
+# camera driver, ROS, flight stack) a descheduled thread stalls each one. Measured on the shared 2-core VM
+# (bench/torch_speed.py): NanoTrack v2 on 2 threads is no faster at best and 5-7x slower at the median.
+# SiamRPN (3.6 GFLOP at width 0.5) keeps torch's thread setting: it gains from a second core.
+SINGLE_THREAD_FLOPS = 0.5e9
+
+
 class TorchBackend:
-    """Runs a network's (SiamRPN or NanoTrack) template branch once per target and its search branch per frame."""
+    """Runs a network's (SiamRPN or NanoTrack) template branch once per target and its search branch per frame.
+
+    ``threads`` is the CPU intra-op thread count while it runs (None: torch's setting);
+    :func:`cpu_backend_threads` chooses it for the models ``open_model`` loads.
+    """
 
     name = "torch"
 
-    def __init__(self, model: SiamRPN | NanoTrack, device: str = "auto", precision: str = "auto"):
+    def __init__(self, model: SiamRPN | NanoTrack, device: str = "auto", precision: str = "auto",
+                 threads: int | None = None):
         self.device, self.dtype = resolve_device(device, precision)
         self._memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         self._float_mode = denormals_flushed if self.device.type == "cpu" else nullcontext
+        self.threads = threads
         self.model = fold_batchnorm(model).to(self.device, self.dtype, memory_format=self._memory_format)
+
+    @contextmanager
+    def _running(self):
+        with self._float_mode(), intra_op_threads(self.threads):
+            yield
 
     def _to_tensor(self, crop: np.ndarray) -> torch.Tensor:
         # HxWx3 uint8 -> 1x3xHxW float; a permuted HWC view already is channels-last
@@ -70,15 +108,33 @@ class TorchBackend:
 
     @torch.inference_mode()
     def template(self, crop: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        with self._float_mode():
+        with self._running():
             return self.model.template_kernels(self._to_tensor(crop))
 
     @torch.inference_mode()
     def search(self, crop: np.ndarray, kernels: Any) -> tuple[np.ndarray, np.ndarray]:
-        with self._float_mode():
+        with self._running():
             cls, loc = self.model.track(self._to_tensor(crop), *kernels)
         # the tracker reads the maps as flat (channel, row, col) arrays: hand it C-contiguous ones
         return cls.float().contiguous().cpu().numpy(), loc.float().contiguous().cpu().numpy()
+
+
+def cpu_backend_threads(backend: TorchBackend, config: TrackerConfig) -> int | None:
+    """1 when the backend's search branch, on the tracker's crops, costs under ``SINGLE_THREAD_FLOPS`` on the CPU;
+    else None (torch's setting). Costs one template and one search call."""
+    if backend.device.type != "cpu":
+        return None
+    from mlkd_tracker.nets.flops import count_flops
+
+    kernels = backend.template(np.zeros((config.exemplar_size, config.exemplar_size, 3), np.uint8))
+    crop = np.zeros((config.instance_size, config.instance_size, 3), np.uint8)
+    return 1 if count_flops(lambda: backend.search(crop, kernels)) < SINGLE_THREAD_FLOPS else None
+
+
+def _backend(model: SiamRPN | NanoTrack, config: TrackerConfig, device: str, precision: str) -> TorchBackend:
+    backend = TorchBackend(model, device, precision)
+    backend.threads = cpu_backend_threads(backend, config)
+    return backend
 
 
 def _info(backend: TorchBackend, file: str, **extra: Any) -> dict[str, Any]:
@@ -94,7 +150,7 @@ def open_model(path: Path, device: str = "auto", precision: str = "auto",
     tracking = meta.get("tracking")
     config = (TrackerConfig.from_dict(tracking, str(path)) if isinstance(tracking, dict)
               else architecture_tracker_config(model.arch()))
-    backend = TorchBackend(model, device, precision)
+    backend = _backend(model, config, device, precision)
     name = str(meta.get("name", path.stem))
     info = _info(backend, str(path), **_arch_info(model), files=[str(path)], model_bytes=path.stat().st_size)
     if log:
@@ -119,6 +175,6 @@ def random_weights_model(spec: ModelSpec, device: str = "auto", precision: str =
     model = (NanoTrack(spec.version, enhancer=enhancer) if spec.arch == "nanotrack"
              else SiamRPN(width=spec.width, enhancer=enhancer))
     size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    backend = TorchBackend(model, device, precision)
+    backend = _backend(model, spec.tracking, device, precision)
     return LoadedModel(backend, spec.tracking, spec.name + " (random weights)",
                        _info(backend, "<random weights>", **_arch_info(model), model_bytes=size))

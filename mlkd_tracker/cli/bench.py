@@ -305,6 +305,7 @@ def _compute_floor(torch_run: Run | None, frame, stages) -> dict | None:
     import numpy as np
     import torch
 
+    from mlkd_tracker.backends.torch_backend import intra_op_threads
     from mlkd_tracker.nets.flops import count_flops
     from mlkd_tracker.nets.nanotrack import PUBLISHED_MFLOPS
 
@@ -313,14 +314,16 @@ def _compute_floor(torch_run: Run | None, frame, stages) -> dict | None:
     kernels = backend.template(frame[:config.exemplar_size, :config.exemplar_size])
     crop = frame[:config.instance_size, :config.instance_size]
     flops = count_flops(lambda: backend.search(crop, kernels))
-    gflops = matmul_gflops()
+    with intra_op_threads(backend.threads):  # the rate on the threads the backend runs on
+        gflops = matmul_gflops()
+        threads = torch.get_num_threads()
     floor_ms = flops / (gflops * 1e9) * 1e3
     search_p50 = float(np.percentile(stages[torch_run.name]["search"], 50))
     arch = backend.model.arch()
     return {"search_gflop": flops / 1e9, "matmul_gflops": gflops, "floor_ms": floor_ms,
             "network_p50_ms": search_p50, "ratio": search_p50 / floor_ms, "arch": arch,
             "published_mflops": PUBLISHED_MFLOPS[arch["version"]] if arch["type"] == "nanotrack" else None,
-            "threads": torch.get_num_threads()}
+            "threads": threads}
 
 
 def _architecture(run: Run) -> dict[str, Any]:
