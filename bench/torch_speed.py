@@ -31,6 +31,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,8 @@ def variants(loaded, compile_branch: bool, log) -> tuple[dict, dict]:
     calls = {"backend": lambda: backend.search(crop, kernels),
              "eager-cl": lambda: model.track(x_cl, *kernels)}
     facts["search_flops"] = count_flops(lambda: backend.search(crop, kernels))
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation and tracer warnings: this path is measured, not used
         t0 = time.perf_counter()
         scripted = torch.jit.freeze(torch.jit.trace(SearchBranch(model).eval(), (x_cl, *kernels)))
         scripted(x_cl, *kernels)
@@ -96,6 +98,11 @@ def variants(loaded, compile_branch: bool, log) -> tuple[dict, dict]:
     nchw = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     x_nchw, kernels_nchw = x_cl.contiguous(), [k.contiguous() for k in kernels]
     calls["eager-nchw"] = lambda: nchw.track(x_nchw, *kernels_nchw)
+    reference = backend.search(crop, kernels)
+    with torch.inference_mode():  # every variant computes the same maps (fp32 rounding apart)
+        facts["max_abs_diff"] = {name: max(float(np.abs(np.asarray(ours, np.float32) - ref).max())
+                                           for ours, ref in zip(call(), reference))
+                                 for name, call in calls.items() if name != "backend"}
     if model.arch()["type"] == "nanotrack":
         tiny = crop[:TINY_CROP, :TINY_CROP]
         calls["tiny-crop"] = lambda: backend.search(tiny, kernels)
@@ -157,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
               + (f", tiny crop {facts['tiny_crop_flops'] / 1e6:.2f} MFLOP" if "tiny_crop_flops" in facts else "")
               + f"; matmul {floor_text}; load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
         print(f"the torch backend runs it on {facts['backend_threads']} thread(s); "
-              f"TorchScript trace+freeze {facts['torchscript_prepare_s']:.2f} s"
+              f"TorchScript trace+freeze {facts['torchscript_prepare_s']:.2f} s; max abs diff to the backend's maps: "
+              + ", ".join(f"{k} {v:.1e}" for k, v in facts["max_abs_diff"].items())
               + (f", torch.compile {facts['compile_s']:.1f} s" if "compile_s" in facts else ""))
         print(format_table(["threads", "variant", "p50 ms", "p10 ms", "min ms", "p50 / floor", "min / floor"], rows))
         results[key] = entry

@@ -90,3 +90,21 @@ def test_video_frames_script_checks_out_of_order_reads_and_writes_json(tmp_path,
     assert report["exact"] and report["frames"] == 30 and report["size"] == [128, 96]
     assert report["in_order_ms"] > 0 and report["canvas_memory_mb"] > 0
     assert "random order, frame store" in capsys.readouterr().out
+
+
+def test_torch_speed_script_times_nanotrack_variants_against_its_floor(tmp_path, capsys):
+    from nanotrack_reference import official
+
+    official(2)  # skips without ../shared
+    speed = load_script("torch_speed")
+    report = tmp_path / "speed.json"
+    assert speed.main(["--models", "v2", "--threads", "1", "--turns", "1", "--calls", "3", "--json", str(report)]) == 0
+    entry = json.loads(report.read_text())["models"]["v2"]
+    assert entry["arch"]["version"] == 2 and entry["backend_threads"] == 1
+    assert round(entry["search_flops"] / 1e6, 1) == 156.1 and entry["tiny_crop_flops"] < 0.02 * entry["search_flops"]
+    assert max(entry["max_abs_diff"].values()) < 1e-3  # the variants compute the same maps
+    one = entry["threads"]["1"]
+    assert one["floor_ms"] == pytest.approx(entry["search_flops"] / (one["matmul_gflops"] * 1e9) * 1e3)
+    assert set(one["ms"]) == {"backend", "eager-cl", "eager-nchw", "torchscript", "tiny-crop"}
+    assert all(0 < t["min"] <= t["p10"] <= t["p50"] for t in one["ms"].values())
+    assert "p50 / floor" in capsys.readouterr().out
