@@ -306,3 +306,12 @@ def test_nanotrack_runs_through_the_stand_in_engine_path(nanotrack_copy, monkeyp
         result = tracker.update(frame)
         assert np.isfinite(result.box_xywh).all() and result.score == pytest.approx(0.5)  # softmax of equal logits
     loaded.backend.close()
+
+
+def test_torch2trt_refuses_nanotrack_before_converting():
+    from mlkd_tracker.backends.tensorrt_backend import build_engines_torch2trt
+    from mlkd_tracker.nets.nanotrack import NanoTrack
+
+    with pytest.raises(InputError, match=r"torch2trt converts SiamRPN models only; build NanoTrack v3 engines "
+                                         r"from its ONNX export"):
+        build_engines_torch2trt(NanoTrack(3), meta=None, precision="fp16")

@@ -442,7 +442,13 @@ def build_engines_torch2trt(model, meta: ExportMeta, precision: str, log: Log = 
 
     torch2trt's own ``F.conv2d`` converter would freeze the example's correlation kernels into the
     search engine as constants; a converter for :func:`xcorr_depthwise` keeps them as an input.
+    SiamRPN only: NanoTrack's correlations (a matmul, and v3's depthwise convolution with the kernel
+    as input) have no such converter here, so its engines are built from the ONNX export.
     """
+    if model.arch().get("type") != "siamrpn":
+        from mlkd_tracker.config import architecture_name
+        raise InputError(f"torch2trt converts SiamRPN models only; build {architecture_name(model.arch())} engines "
+                         f"from its ONNX export (mlkd export --engine, the default --via onnx)")
     import torch
     try:
         from torch2trt import torch2trt
