@@ -70,11 +70,11 @@ def intra_op_threads(threads: int | None):
         torch.set_num_threads(previous)
 
 
-# Search branches cheaper than this run on one CPU thread. NanoTrack (0.14-0.22 GFLOP in some 150 operators)
+# Search branches cheaper than this run on one CPU thread. NanoTrack (0.14-0.22 GFLOP in some 180 operator calls)
 # spends most of a call in fixed per-operator costs, so a second thread gains nothing even on an idle CPU, while
 # every operator ends in a barrier that waits for the slowest thread: on cores shared with other work (onboard:
 # camera driver, ROS, flight stack) a descheduled thread stalls each one. Measured on the shared 2-core VM
-# (bench/torch_speed.py): NanoTrack v2 on 2 threads is no faster at best and 5-7x slower at the median.
+# (bench/torch_speed.py, load 2-6): NanoTrack v2 on 2 threads is no faster at best, 6-26x slower at the median.
 # SiamRPN (3.6 GFLOP at width 0.5) keeps torch's thread setting: it gains from a second core.
 SINGLE_THREAD_FLOPS = 0.5e9
 

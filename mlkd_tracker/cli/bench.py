@@ -284,9 +284,9 @@ def run(args: argparse.Namespace) -> int:
               "machine": machine, "architecture": architecture, "backends": results, "skipped": skipped}
     if floor:
         published = floor["published_mflops"]
-        print(f"\ncompute floor of the torch CPU search branch ({floor['threads']} threads; the authors count "
-              f"{published} MFLOPs)" if published else
-              f"\ncompute floor of the torch CPU search branch ({floor['threads']} threads)")
+        threads = f"{floor['threads']} thread" + ("s" if floor["threads"] != 1 else "")
+        print(f"\ncompute floor of the torch CPU search branch ({threads}"
+              + (f"; the authors count {published} MFLOPs)" if published else ")"))
         print(format_table(["search MFLOP", "multiply-adds M", "matmul GFLOP/s", "floor ms", "torch search p50 ms",
                             "ratio"],
                            [[floor["search_gflop"] * 1e3, floor["search_gflop"] * 5e2, floor["matmul_gflops"],
