@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from mlkd_tracker.config import TrackerConfig, default_tracker_config
+from mlkd_tracker.config import default_tracker_config
 from mlkd_tracker.errors import ModelFileError
-from mlkd_tracker.nets.checkpoint import load_siamrpn, save_checkpoint
+from mlkd_tracker.nets.checkpoint import checkpoint_tracking, load_siamrpn, save_checkpoint
 from mlkd_tracker.nets.darklighter import DarkLighter, load_darklighter
 from mlkd_tracker.nets.siamrpn import SiamRPN
 
@@ -39,7 +39,8 @@ def build_teacher(enhancer: DarkLighter | str | os.PathLike, tracker: SiamRPN | 
 
     ``enhancer``: a :class:`DarkLighter` or its weights file (official, ``train-enhancer`` output or
     another teacher). ``tracker``: a SiamRPN or a pysot / MLKD-format checkpoint; if it already
-    holds an enhancer, that one is replaced. The tracking values of the tracker file come along.
+    holds an enhancer, that one is replaced. The tracking values of the tracker file come along
+    (a file without them: those its layout implies, see ``checkpoint_tracking``).
     """
     sources: dict[str, str] = {}
     tracking: Mapping[str, Any] | None = None
@@ -49,8 +50,7 @@ def build_teacher(enhancer: DarkLighter | str | os.PathLike, tracker: SiamRPN | 
     if not isinstance(tracker, SiamRPN):
         sources["tracker"] = str(tracker)
         tracker, tracker_meta = load_siamrpn(tracker)
-        if isinstance(tracker_meta.get("tracking"), dict):
-            tracking = TrackerConfig.from_dict(tracker_meta["tracking"], sources["tracker"]).to_dict()
+        tracking = checkpoint_tracking(tracker_meta, sources["tracker"]).to_dict()
     teacher = SiamRPN(width=tracker.width, anchor_num=tracker.rpn_head.anchor_num, enhancer=copy.deepcopy(enhancer))
     teacher.backbone.load_state_dict(tracker.backbone.state_dict())
     teacher.rpn_head.load_state_dict(tracker.rpn_head.state_dict())

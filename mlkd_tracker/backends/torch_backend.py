@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from mlkd_tracker.backends import LoadedModel
-from mlkd_tracker.config import ModelSpec, TrackerConfig, default_tracker_config
+from mlkd_tracker.config import ModelSpec
 from mlkd_tracker.errors import InputError
-from mlkd_tracker.nets.checkpoint import CHECKPOINT_SUFFIXES, load_siamrpn
+from mlkd_tracker.nets.checkpoint import CHECKPOINT_SUFFIXES, checkpoint_tracking, load_siamrpn
 from mlkd_tracker.nets.siamrpn import SiamRPN, fold_batchnorm
 
 SUFFIXES = CHECKPOINT_SUFFIXES
@@ -87,10 +87,9 @@ def _info(backend: TorchBackend, file: str, **extra: Any) -> dict[str, Any]:
 
 def open_model(path: Path, device: str = "auto", precision: str = "auto",
                log: Callable[[str], None] | None = None) -> LoadedModel:
-    """A torch backend for a checkpoint; tracking values from its meta, else the MLKD-Track defaults."""
+    """A torch backend for a checkpoint; tracking values from its meta, else its layout's defaults."""
     model, meta = load_siamrpn(path)
-    tracking = meta.get("tracking")
-    config = TrackerConfig.from_dict(tracking, str(path)) if isinstance(tracking, dict) else default_tracker_config()
+    config = checkpoint_tracking(meta, str(path))
     backend = TorchBackend(model, device, precision)
     name = str(meta.get("name", path.stem))
     info = _info(backend, str(path), width=model.width, files=[str(path)], model_bytes=path.stat().st_size)
