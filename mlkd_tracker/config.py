@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from mlkd_tracker.crop import CROP_MODES
 from mlkd_tracker.errors import InputError, ModelFileError
 
 DEFAULT_MODEL_CONFIG = "mlkd_track.yaml"
@@ -35,6 +36,7 @@ class TrackerConfig:
     min_size: float = 10.0            # smallest box side kept after clipping (px)
     lost_threshold: float = 0.3       # best score below this counts as a weak frame
     lost_frames: int = 5              # consecutive weak frames before status becomes "lost"
+    crop: str = "fast"                # "fast" (one warp) or "pysot" (its get_subwindow, pixel for pixel); crop.py
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "anchor_ratios", tuple(float(r) for r in self.anchor_ratios))
@@ -54,6 +56,8 @@ class TrackerConfig:
             problems.append("anchor ratios and scales must be non-empty and positive")
         if not 0.0 <= self.lost_threshold <= 1.0 or self.lost_frames < 1:
             problems.append("lost_threshold must be in [0, 1] and lost_frames >= 1")
+        if self.crop not in CROP_MODES:
+            problems.append(f"crop must be one of {', '.join(CROP_MODES)}, got {self.crop!r}")
         if problems:
             raise InputError("invalid tracker config: " + "; ".join(problems))
 

@@ -446,9 +446,12 @@ def test_parameters_are_validated_and_applied_at_runtime(rig_factory):
     assert not results[0].successful and "applied at configure" in results[0].reason
     results = rig.set_params(image_topic="cam2")
     assert not results[0].successful and "applied at activate" in results[0].reason
-    results = rig.set_params(lost_frames=3, window_influence=0.2, debug_image=True)
+    results = rig.set_params(crop="exact")
+    assert not results[0].successful and "crop must be one of fast, pysot" in results[0].reason
+    results = rig.set_params(lost_frames=3, window_influence=0.2, debug_image=True, crop="pysot")
     assert all(r.successful for r in results)
-    assert (rig.node._tracker.config.lost_frames, rig.node._tracker.config.window_influence) == (3, 0.2)
+    config = rig.node._tracker.config
+    assert (config.lost_frames, config.window_influence, config.crop) == (3, 0.2, "pysot")
     results = rig.set_params(autostart=False)
     assert not results[0].successful
     frames, truth = moving_square_frames(3)

@@ -42,6 +42,7 @@ from std_msgs.msg import Float32, Header, String
 from std_srvs.srv import Trigger
 
 from mlkd_tracker.backends import BACKENDS as BACKEND_MODULES_BY_NAME, create_tracker
+from mlkd_tracker.crop import CROP_MODES
 from mlkd_tracker.errors import InputError, MLKDError
 from mlkd_tracker.report import latency_stats
 from mlkd_tracker.ros.convert import (DEFAULT_MAX_PIXELS, UnsupportedSerialization, bgr_to_bytes, box_corners,
@@ -55,7 +56,8 @@ PRECISIONS = ("auto", "fp32", "fp16", "int8")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|(cuda|tensorrt)(:\d+)?)$")
 LOAD_PARAMS = ("model", "backend", "device", "precision")           # applied at configure
 TOPIC_PARAMS = ("image_topic", "use_compressed", "init_box_topic", "init_roi_topic")  # applied at activate
-# tracking values overriding the model file's when set: name -> (type, min, max, description)
+# tracking values overriding the model file's when set: name -> (type, min, max, description);
+# a string's allowed values are in TRACKING_CHOICES instead of a range
 TRACKING_PARAMS: dict[str, tuple[Parameter.Type, float, float, str]] = {
     "penalty_k": (Parameter.Type.DOUBLE, 0.0, 1.0, "scale / aspect-ratio change penalty"),
     "window_influence": (Parameter.Type.DOUBLE, 0.0, 1.0, "cosine-window blend weight"),
@@ -63,7 +65,10 @@ TRACKING_PARAMS: dict[str, tuple[Parameter.Type, float, float, str]] = {
     "context_amount": (Parameter.Type.DOUBLE, 0.0, 2.0, "context around the box: amount * (w + h)"),
     "lost_threshold": (Parameter.Type.DOUBLE, 0.0, 1.0, "best score under this counts as a weak frame"),
     "lost_frames": (Parameter.Type.INTEGER, 1, 10000, "consecutive weak frames before status is 'lost'"),
+    "crop": (Parameter.Type.STRING, 0, 0, "crop: fast (one warp) or pysot (pysot's get_subwindow pixel for pixel, "
+             "to reproduce published numbers)"),
 }
+TRACKING_CHOICES = {"crop": CROP_MODES}
 LOG_THROTTLE_S = 2.0
 SERVICE_TIMEOUT_S = 10.0
 
@@ -248,8 +253,10 @@ class TrackerNode(LifecycleNode):
             d = ParameterDescriptor(description=text + "; unset = the model file's value")
             if ptype == Parameter.Type.INTEGER:
                 d.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
-            else:
+            elif ptype == Parameter.Type.DOUBLE:
                 d.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
+            else:
+                d.additional_constraints = "one of " + ", ".join(TRACKING_CHOICES[name])
             self.declare_parameter(name, ptype, d)
 
     def _param(self, name: str) -> Any:
