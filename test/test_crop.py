@@ -4,43 +4,14 @@ import numpy as np
 import pytest
 
 from conftest import shared_dir
+from mlkd_tracker.backends import create_tracker
 from mlkd_tracker.config import TrackerConfig
 from mlkd_tracker.crop import crop_subwindow
 from mlkd_tracker.errors import InputError
 from mlkd_tracker.tracker import SiamRPNTracker
+from pysot_reference import PysotTracker, pysot_subwindow
 
 DATA = shared_dir() / "data"
-
-
-def pysot_subwindow(im, pos, model_sz, original_sz, avg_chans):
-    """pysot's get_subwindow step by step: pad the whole frame with the mean where the window leaves it
-    (top and bottom strips, then full-height left and right strips), cut, cv2.resize unless the sizes match."""
-    sz = original_sz
-    c = (original_sz + 1) / 2
-    xmin = np.floor(pos[0] - c + 0.5)
-    ymin = np.floor(pos[1] - c + 0.5)
-    xmax, ymax = xmin + sz - 1, ymin + sz - 1
-    left, top = int(max(0.0, -xmin)), int(max(0.0, -ymin))
-    right, bottom = int(max(0.0, xmax - im.shape[1] + 1)), int(max(0.0, ymax - im.shape[0] + 1))
-    xmin, xmax, ymin, ymax = xmin + left, xmax + left, ymin + top, ymax + top
-    rows, cols, channels = im.shape
-    if any([top, bottom, left, right]):
-        padded = np.zeros((rows + top + bottom, cols + left + right, channels), np.uint8)
-        padded[top:top + rows, left:left + cols] = im
-        if top:
-            padded[:top, left:left + cols] = avg_chans
-        if bottom:
-            padded[rows + top:, left:left + cols] = avg_chans
-        if left:
-            padded[:, :left] = avg_chans
-        if right:
-            padded[:, cols + left:] = avg_chans
-        patch = padded[int(ymin):int(ymax + 1), int(xmin):int(xmax + 1)]
-    else:
-        patch = im[int(ymin):int(ymax + 1), int(xmin):int(xmax + 1)]
-    if model_sz != original_sz:
-        patch = cv2.resize(patch, (model_sz, model_sz))
-    return patch
 
 
 @pytest.fixture(scope="module", params=["uav_real/data_seq/boat1.mp4", "uav_real/data_seq/S0601.mp4",
@@ -143,3 +114,25 @@ def test_unknown_crop_mode_is_a_clear_error():
         TrackerConfig(crop="exact")
     with pytest.raises(ValueError, match="crop mode must be one of"):
         crop_subwindow(np.zeros((10, 10, 3), np.uint8), (5, 5), 127, 20, (0, 0, 0), "exact")
+
+
+@pytest.mark.parametrize("sequence", ["boat1", "person12_1"])
+def test_with_the_pysot_crop_the_tracker_follows_pysots_trajectory(sequence):
+    """Same network, real flight: pysot's own tracking loop and ours with ``crop: pysot`` give the same boxes."""
+    video, anno = DATA / "uav_real" / "data_seq" / f"{sequence}.mp4", DATA / "uav_real" / "anno" / f"{sequence}.txt"
+    if not video.is_file():
+        pytest.skip(f"real UAV data absent ({video})")
+    cap = cv2.VideoCapture(str(video))
+    frames = [cap.read()[1] for _ in range(40)]
+    cap.release()
+    ours, loaded = create_tracker(None, "cpu", overrides={"crop": "pysot"})  # the bundled MLKD-Track
+    reference = PysotTracker(loaded.backend, ours.config)
+    first = np.loadtxt(anno, delimiter=",", max_rows=1)
+    ours.init(frames[0], first)
+    reference.init(frames[0], first)
+    h, w = frames[0].shape[:2]
+    for frame in frames[1:]:
+        x, y, bw, bh = reference.track(frame)
+        x1, y1 = max(x, 0.0), max(y, 0.0)
+        expected = (x1, y1, min(x + bw, w) - x1, min(y + bh, h) - y1)  # ours is clipped to the frame
+        assert np.abs(np.subtract(ours.update(frame).box_xywh, expected)).max() < 1e-3
