@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(args.json, {
             "frame_size": list(size), "frames": n, "sequences": [v.stem for v in videos], "leaving_frame": leaving_n / n,
             "enlarged": enlarging / n, "largest_window": largest[1],
+            "crops": {group: len(modes["fast"]) for group, modes in times.items()},
             "crop_ms": {group: {mode: latency_stats(t) for mode, t in modes.items() if t} for group, modes in times.items()},
             "pysot_minus_fast_ms": {group: latency_stats([p - f for p, f in zip(modes["pysot"], modes["fast"])])
                                     for group, modes in times.items() if modes["fast"]},

@@ -2,7 +2,7 @@
 
 Times the enhancer per 127 template crop and per 287 search crop (as the teacher's backbone gets
 them) and per whole frame at 960x540, 1280x720 and 1920x1080 (as ``mlkd enhance`` runs it, uint8
-BGR in and out; and in memory-bounding tiles), each against its compute floor: its FLOPs over
+BGR in and out, in its default 512 px tiles and in one pass), each against its compute floor: its FLOPs over
 this machine's matmul rate, measured right before (best of 5 runs of a 2048^3 ``torch.matmul``).
 Also per call: the process's user and system CPU time (``getrusage``) and minor page faults,
 which show whether buffers are faulted in afresh every frame. Then runs the real tracker (crop +
@@ -40,8 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="untimed calls / frames first")
     p.add_argument("--frame-sizes", nargs="+", default=["960x540", "1280x720", "1920x1080"], metavar="WxH",
                    help="whole-frame sizes the enhancer is timed on")
-    p.add_argument("--size", default="1280x720", help="frame size WxH of the tiled pass and of the tracking runs")
-    p.add_argument("--tile", type=int, default=320, help="tile side (px) of the tiled pass")
+    p.add_argument("--size", default="1280x720", help="frame size WxH of the tracking runs")
+    p.add_argument("--tile", type=int, default=512, help="tile side (px) of the tiled passes (mlkd enhance's default)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     return p.parse_args(argv)
 
@@ -196,9 +196,8 @@ def main(argv: list[str] | None = None) -> int:
              ("search crop 287x287", crop(287), model, args.repeats, 287 ** 2),
              ("search crop 287x287, reference structure", crop(287),
               lambda x: reference_structure(nchw_state, x.contiguous()), args.repeats, 287 ** 2),
-             *[(f"frame {fw}x{fh}", frame(fw, fh), whole_frame(None), args.frame_repeats, fw * fh)
-               for fw, fh in frame_sizes],
-             (f"frame {w}x{h}, {args.tile} px tiles", frame(w, h), whole_frame(args.tile), args.frame_repeats, w * h)]
+             *[(f"frame {fw}x{fh}, {label}", frame(fw, fh), whole_frame(tile), args.frame_repeats, fw * fh)
+               for fw, fh in frame_sizes for label, tile in ((f"{args.tile} px tiles", args.tile), ("one pass", None))]]
     # every convolution keeps the image size (3x3, padding 1): the FLOPs are a fixed amount per pixel
     flops_per_pixel = count_flops(lambda: model(crop(32))) / 32 ** 2
     rows, enhancer = [], {}

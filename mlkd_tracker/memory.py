@@ -5,17 +5,20 @@ glibc's malloc serves every allocation above its mmap threshold (32 MiB at most)
 too. A whole-frame DarkLighter pass allocates such buffers by the gigabyte (one 64-channel
 feature map of a 1280x720 frame is 236 MB), so on every frame the kernel faults in and zeroes
 every page again: that was most of the system time of ``mlkd enhance``. With mmap off for
-allocations (``M_MMAP_MAX`` 0) and no trimming (``M_TRIM_THRESHOLD`` at its maximum, 2 GiB),
-large buffers come from the heap and the next frame reuses the freed ones: the process keeps its
-peak working set (one frame's buffers) instead of handing it back and faulting it in again.
+allocations (``M_MMAP_MAX`` 0), trimming only above 2 GiB of free heap top (``M_TRIM_THRESHOLD``,
+the most ``mallopt`` takes) and then down to 2 GiB, not to nothing (``M_TOP_PAD``), large buffers
+come from the heap and the next frame reuses the freed ones: the process keeps its peak working
+set (one frame's buffers) instead of handing it back and faulting it in again. ``M_TOP_PAD`` also
+makes each growth of the heap reserve 2 GiB more address space; pages are only backed by memory
+once used.
 """
 from __future__ import annotations
 
 import ctypes
 import os
 
-_M_TRIM_THRESHOLD = -1  # mallopt parameters (malloc.h)
-_M_MMAP_MAX = -4
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4  # mallopt parameters (malloc.h)
+_KEPT = 2 ** 31 - 1  # bytes: mallopt takes an int
 # malloc tuning the user may have chosen through the environment: then it is left as they set it
 USER_MALLOC_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
                         "GLIBC_TUNABLES")
@@ -45,4 +48,5 @@ def _configure_malloc() -> bool:
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1))
+    return all(mallopt(param, value) for param, value in
+               ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _KEPT), (_M_TOP_PAD, _KEPT)))
