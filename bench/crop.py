@@ -28,6 +28,7 @@ from mlkd_tracker.config import TrackerConfig  # noqa: E402
 from mlkd_tracker.crop import CROP_MODES, crop_subwindow  # noqa: E402
 from mlkd_tracker.errors import InputError  # noqa: E402
 from mlkd_tracker.report import format_table, latency_stats, write_json_atomic  # noqa: E402
+from mlkd_training.commands.synth import parse_size  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "uav_real"
 
@@ -40,7 +41,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=100, help="frames per sequence")
     p.add_argument("--size", default="1280x720", help="frame size WxH the sequences are scaled to")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        args.size = parse_size(args.size)
+    except InputError as exc:
+        p.error(str(exc))
+    args.videos = sorted((args.data / "data_seq").glob("*.mp4"))[:args.sequences]
+    if not args.videos:
+        p.error(f"no videos in {args.data / 'data_seq'} (expected the uav_real layout: anno/, data_seq/)")
+    return args
 
 
 def scaled_sequence(video: Path, anno: Path, size: tuple[int, int], frames: int):
@@ -91,13 +100,7 @@ def rows_for(label: str, times: dict[str, list[float]]) -> list[list]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        size = tuple(int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--size expects WxH, e.g. 1280x720, got {args.size!r}") from None
-    videos = sorted((args.data / "data_seq").glob("*.mp4"))[:args.sequences]
-    if not videos:
-        raise InputError(f"no videos in {args.data / 'data_seq'} (expected the uav_real layout: anno/, data_seq/)")
+    size, videos = args.size, args.videos
     config = TrackerConfig()
     times = {group: {mode: [] for mode in CROP_MODES} for group in ("all", "leaving", "largest")}
     enlarging = differing = values = worst = 0
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             worst, differing, values = max(worst, int(diff.max())), differing + int((diff > 0).sum()), values + diff.size
     n = len(times["all"]["fast"])
     if n == 0:
-        raise InputError(f"no annotated frames read from {args.data}")
+        raise SystemExit(f"bench/crop.py: error: no annotated frames read from {args.data}")
     largest = search_window((0.0, 0.0, float(size[0]), float(size[1])), config)  # the tracker clips w, h to the frame
     for index in range(50):
         for mode, (ms, _) in time_crops(frame, largest[0], largest[1], config,
@@ -148,10 +151,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from mlkd_tracker.errors import MLKDError
-
-    try:
-        raise SystemExit(main())
-    except MLKDError as exc:  # bad options or files: one line, exit 2
-        print(f"bench/crop.py: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    sys.exit(main())

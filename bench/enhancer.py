@@ -46,16 +46,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    from mlkd_tracker.errors import InputError
-
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"frame sizes are WxH, e.g. 1280x720, got {text!r}") from None
-    return w, h
-
-
 def cpu_seconds() -> tuple[float, float, int]:
     """The process's user and system CPU seconds so far (all threads) and its minor page faults."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -162,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlkd_tracker.nets.darklighter import DarkLighter, enhance_bgr_image, load_darklighter
     from mlkd_tracker.nets.flops import count_flops
     from mlkd_tracker.report import format_table, latency_stats, write_json_atomic
+    from mlkd_training.commands.synth import parse_size
 
     args = parse_args(argv)
     w, h = parse_size(args.size)
