@@ -5,6 +5,8 @@ One test records the tracker node's real output (rclpy, ``vision_msgs``) into a 
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -242,15 +244,26 @@ def vision_msgs_typestore():
     return typestore
 
 
-def test_replay_reads_the_node_output_back(tmp_path, sequence, model_file, capsys):
+STAMPS = [T0 + i * PERIOD for i in range(N)]
+
+
+@pytest.fixture(scope="module")
+def node_output(tmp_path_factory, sequence):
+    """A bag of the camera and the node's real ``detections`` (target selected on frame 1), its messages, its typestore."""
     frames, truth = sequence
-    stamps = [T0 + i * PERIOD for i in range(N)]
-    sent = record_node_output(frames, stamps, truth[1])
+    sent = record_node_output(frames, STAMPS, truth[1])
     assert len(sent) == N + 1  # frame 0 (idle: empty), the init box on frame 1, then one array per frame
     detections = [(t + 5_000_000, Serialized("vision_msgs/msg/Detection2DArray", d)) for t, d in sent]
     typestore = vision_msgs_typestore()
-    bag = write_bag(tmp_path / "flight", {"/camera/image_raw": camera_messages(frames),
-                                          "/rec/detections": detections}, typestore=typestore)
+    bag = write_bag(tmp_path_factory.mktemp("bag") / "flight", {"/camera/image_raw": camera_messages(frames),
+                                                                "/rec/detections": detections}, typestore=typestore)
+    return bag, detections, typestore
+
+
+def test_replay_reads_the_node_output_back(tmp_path, sequence, model_file, node_output, capsys):
+    frames, truth = sequence
+    stamps = STAMPS
+    bag, detections, typestore = node_output
     node_boxes = BagSource(bag).recorded_boxes()
     assert node_boxes[stamps[0]] is None and node_boxes[stamps[1]] == pytest.approx(truth[1])
     assert all(node_boxes[s] == pytest.approx(truth[i], abs=1.0) for i, s in enumerate(stamps[2:], start=2))
@@ -282,3 +295,26 @@ def test_replay_reads_the_node_output_back(tmp_path, sequence, model_file, capsy
     assert main(["track", "--bag", str(both), "--init-topic", "/rec/detections", "--model", str(model_file),
                  "--output", str(out), "--quiet"]) == 0
     assert len(out.read_text().splitlines()) == N - 1
+
+
+def test_replay_and_the_runtime_import_no_ros_package(tmp_path, model_file, node_output):
+    """``mlkd track --bag`` on the node's output bag with every ROS Python package made unimportable."""
+    bag, _, _ = node_output
+    blocked = ("rclpy", "vision_msgs", "launch", "launch_ros", "sensor_msgs", "std_msgs", "geometry_msgs",
+               "rosidl_runtime_py", "ament_index_python", "cv_bridge")
+    code = f"""
+import sys
+class NoRos:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError("ROS package imported: " + name)
+sys.meta_path.insert(0, NoRos())
+import mlkd_tracker, mlkd_tracker.sources, mlkd_tracker.ros.convert, mlkd_tracker.cli.track
+from mlkd_tracker.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+    rec = tmp_path / "rec.txt"
+    result = subprocess.run([sys.executable, "-c", code, "track", "--bag", str(bag), "--model", str(model_file),
+                             "--recorded-output", str(rec), "--quiet"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(rec.read_text().splitlines()) == N - 1  # started from the node's first box, read without ROS
