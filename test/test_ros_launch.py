@@ -10,6 +10,7 @@ rclpy here, which is what those verbs do.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -308,3 +309,18 @@ def test_ros2_finds_the_package_its_executable_and_launch_arguments():
     assert declared == ["model", "backend", "image_topic", "use_compressed", "params_file", "namespace", "log_level",
                         "autostart"]
     assert "(default: 'true')" in shown and "'mlkd_tracker.yaml'" in shown  # the installed config by default
+
+
+def test_node_benchmark_times_the_launch_and_the_node(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "ros_node.py"), "--size", "320x180",
+                             "--launch-runs", "1", "--frames", "5", "--flood-seconds", "1", "--json", str(out)],
+                            env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    launch = figures["launch_s"]["runs"][0]
+    # the milestones come in order, and the model loads inside the time before the node subscribes
+    assert 0 < launch["model_load_s"] < launch["subscribed_s"] <= launch["first_array_s"] <= launch["first_box_s"]
+    assert figures["overhead_ms"]["frames"] == 5 and figures["overhead_ms"]["node"]["p50"] > 0
+    assert figures["flood"]["sent"] == 100 and figures["flood"]["tracked"] > 0
+    assert "first box" in result.stdout and "node overhead < 2 ms" in result.stdout
