@@ -13,10 +13,19 @@ from mlkd_tracker.errors import InputError, SourceError
 from mlkd_tracker.frames import as_bgr_frame
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 BAG_SUFFIXES = {".mcap", ".db3"}
 IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 INIT_MSGTYPES = ("geometry_msgs/msg/PolygonStamped", "sensor_msgs/msg/RegionOfInterest")
 DETECTIONS_MSGTYPE = "vision_msgs/msg/Detection2DArray"  # what the tracker node publishes
+
+
+def read_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
+    """An image file as HxWx3 uint8 BGR; :class:`SourceError` naming it (as ``what``) when it cannot be read."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SourceError(f"cannot read {what} {path} (missing, corrupt or not an image)")
+    return image
 
 
 def natural_key(name: str) -> list:
@@ -49,10 +58,7 @@ class ImageFolderSource(FrameSource):
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for path in self.paths:
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is None:
-                raise SourceError(f"cannot read image {path} (corrupt or not an image)")
-            yield frame
+            yield read_image(path)
 
 
 class VideoSource(FrameSource):

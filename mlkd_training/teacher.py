@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from mlkd_tracker.config import TrackerConfig, default_tracker_config
 from mlkd_tracker.errors import ModelFileError
-from mlkd_tracker.nets.checkpoint import load_siamrpn, save_checkpoint
+from mlkd_tracker.nets.checkpoint import load_network, save_checkpoint
 from mlkd_tracker.nets.darklighter import DarkLighter, load_darklighter
 from mlkd_tracker.nets.siamrpn import SiamRPN
 
@@ -48,7 +48,7 @@ def build_teacher(enhancer: DarkLighter | str | os.PathLike, tracker: SiamRPN | 
         enhancer, _ = load_darklighter(enhancer)
     if not isinstance(tracker, SiamRPN):
         sources["tracker"] = str(tracker)
-        tracker, tracker_meta = load_siamrpn(tracker)
+        tracker, tracker_meta = load_network(tracker)
         if isinstance(tracker_meta.get("tracking"), dict):
             tracking = TrackerConfig.from_dict(tracker_meta["tracking"], sources["tracker"]).to_dict()
     teacher = SiamRPN(width=tracker.width, anchor_num=tracker.rpn_head.anchor_num, enhancer=copy.deepcopy(enhancer))
@@ -73,7 +73,7 @@ def save_teacher(teacher: SiamRPN, path: str | os.PathLike, meta: Mapping[str, A
 
 def load_teacher(path: str | os.PathLike, freeze: bool = True) -> tuple[SiamRPN, dict[str, Any]]:
     """A teacher checkpoint (ours or an MLKD reference one), enhancer frozen; eval mode, CPU fp32."""
-    model, meta = load_siamrpn(path)
+    model, meta = load_network(path)
     if getattr(model, "enhancer", None) is None:
         raise ModelFileError(f"{path} holds no enhancer (enhancer.e_conv* keys): it is a student tracker, "
                              f"not a teacher; build one with 'mlkd build-teacher'")

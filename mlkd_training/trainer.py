@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from mlkd_tracker.errors import InputError, ModelFileError
-from mlkd_tracker.nets.checkpoint import infer_width, load_siamrpn, read_checkpoint, save_checkpoint
+from mlkd_tracker.nets.checkpoint import infer_width, load_network, read_checkpoint, save_checkpoint
 from mlkd_tracker.nets.siamrpn import SiamRPN, fold_batchnorm
 from mlkd_tracker.report import atomic_output, write_json_atomic
 from mlkd_training.pairs import PairDataset, PairSource
@@ -101,7 +101,7 @@ def build_models(config: TrainConfig) -> tuple[dict[str, SiamRPN], SiamRPN | Non
         if config.init is None:
             model = SiamRPN(width=width)
         else:
-            model, _ = load_siamrpn(config.init)
+            model, _ = load_network(config.init)
             if getattr(model, "enhancer", None) is not None:
                 raise ModelFileError(f"{config.init} is a teacher (it has an enhancer); students start from a "
                                      f"plain SiamRPN such as the daytime tracker")

@@ -190,11 +190,11 @@ def record_node_output(frames, stamps, init_box) -> list[tuple[int, bytes]]:
     from fakes import PlantedPeakBackend, brightest_blob_offset
     from mlkd_tracker.ros.convert import bgr_to_bytes
     from mlkd_tracker.ros.node import TrackerNode
-    from mlkd_tracker.tracker import SiamRPNTracker
+    from mlkd_tracker.tracker import SiameseTracker
 
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=random.randint(101, 200))
-    node = TrackerNode(tracker_factory=lambda *a, **k: (SiamRPNTracker(PlantedPeakBackend(brightest_blob_offset)),
+    node = TrackerNode(tracker_factory=lambda *a, **k: (SiameseTracker(PlantedPeakBackend(brightest_blob_offset)),
                                                         None), context=context, namespace="/rec")
     peer = rclpy.create_node("recorder", namespace="/rec", context=context)
     sent: list[bytes] = []

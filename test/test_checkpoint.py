@@ -6,7 +6,7 @@ import torch
 
 from mlkd_tracker.errors import ModelFileError
 from mlkd_tracker.nets import SiamRPN
-from mlkd_tracker.nets.checkpoint import load_siamrpn, read_checkpoint, save_checkpoint
+from mlkd_tracker.nets.checkpoint import load_network, read_checkpoint, save_checkpoint
 
 def pysot_layout():
     """Every key and shape of a full-width pysot ``siamrpn_alex_dwxcorr`` state dict, from pysot's layer list."""
@@ -47,7 +47,7 @@ def test_model_parameter_names_and_shapes_are_pysots():
 def test_width_is_inferred_from_a_plain_state_dict(tmp_path, width):
     path = tmp_path / "plain.pth"
     torch.save(pysot_state(width), path)  # no meta: the width comes from the tensor shapes
-    model, _ = load_siamrpn(path)
+    model, _ = load_network(path)
     assert model.width == width
 
 
@@ -59,7 +59,7 @@ def test_pysot_layouts_load_strictly(tmp_path, layout):
     obj = {"state_dict": state, "epoch": 19} if layout in ("state_dict", "wrapped_prefixed") else state
     path = tmp_path / "model.pth"
     torch.save(obj, path)
-    model, _ = load_siamrpn(path)
+    model, _ = load_network(path)
     reference = pysot_state()
     for k, v in model.state_dict().items():
         assert torch.equal(v, reference[k]), k
@@ -69,7 +69,7 @@ def test_width_is_inferred_and_meta_round_trips(tmp_path):
     torch.manual_seed(3)
     model = SiamRPN(width=0.5)
     path = save_checkpoint(model, tmp_path / "half.pth", {"name": "half", "tracking": {"penalty_k": 0.2}}, half=True)
-    loaded, meta = load_siamrpn(path)
+    loaded, meta = load_network(path)
     assert loaded.width == 0.5 and meta["name"] == "half"
     assert loaded.state_dict()["backbone.layer1.0.weight"].dtype == torch.float32
     assert torch.allclose(loaded.state_dict()["backbone.layer1.0.weight"], model.state_dict()["backbone.layer1.0.weight"],
@@ -80,7 +80,7 @@ def test_width_is_inferred_and_meta_round_trips(tmp_path):
 def test_safetensors_round_trip(tmp_path):
     model = SiamRPN(width=0.25)
     path = save_checkpoint(model, tmp_path / "m.safetensors", {"name": "st"})
-    loaded, meta = load_siamrpn(path)
+    loaded, meta = load_network(path)
     assert meta == {"name": "st"}
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
 
@@ -92,7 +92,7 @@ def test_missing_unexpected_and_misshaped_keys_are_listed(tmp_path):
     state["rpn_head.loc.head.3.weight"] = torch.zeros(16, 256, 1, 1)
     torch.save(state, tmp_path / "bad.pth")
     with pytest.raises(ModelFileError) as err:
-        load_siamrpn(tmp_path / "bad.pth")
+        load_network(tmp_path / "bad.pth")
     text = str(err.value)
     assert "missing keys: rpn_head.cls.head.3.bias" in text
     assert "unexpected keys: neck.downsample.0.weight" in text

@@ -10,7 +10,7 @@ from conftest import shared_dir
 from mlkd_tracker.cli import main
 from mlkd_tracker.errors import ModelFileError
 from mlkd_tracker.nets import DarkLighter, SiamRPN
-from mlkd_tracker.nets.checkpoint import load_siamrpn, save_checkpoint
+from mlkd_tracker.nets.checkpoint import load_network, save_checkpoint
 from mlkd_tracker.nets.darklighter import enhance_bgr_image, load_darklighter
 from reference_darklighter import random_darklighter_state, reference_enhance
 
@@ -123,7 +123,7 @@ def test_weights_load_from_teacher_files_and_mlkd_reference_layout(tmp_path):
     for path in (ours, tmp_path / "mlkd_teacher.pth"):
         model, _ = load_darklighter(path)
         assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
-    loaded, _ = load_siamrpn(tmp_path / "mlkd_teacher.pth")
+    loaded, _ = load_network(tmp_path / "mlkd_teacher.pth")
     assert isinstance(loaded.enhancer, DarkLighter)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in teacher.state_dict().items())
 

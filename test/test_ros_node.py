@@ -45,7 +45,7 @@ from fakes import PlantedPeakBackend, brightest_blob_offset, moving_square_frame
 from mlkd_tracker.backends import create_tracker  # noqa: E402
 from mlkd_tracker.ros.convert import bgr_to_bytes, detection_box  # noqa: E402
 from mlkd_tracker.ros.node import TrackerNode  # noqa: E402
-from mlkd_tracker.tracker import SiamRPNTracker, Status, TrackResult  # noqa: E402
+from mlkd_tracker.tracker import SiameseTracker, Status, TrackResult  # noqa: E402
 
 DOMAIN_ID = random.randint(1, 100)
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "mlkd_tracker.yaml"
@@ -76,7 +76,7 @@ def planted_factory(delay_s: float = 0.0):
                 time.sleep(delay_s)
                 return search(crop, kernels)
             backend.search = slow_search
-        tracker = SiamRPNTracker(backend)
+        tracker = SiameseTracker(backend)
         if overrides:
             tracker.config = tracker.config.replace(**overrides)
         return tracker, FakeLoaded()

@@ -9,9 +9,10 @@ import numpy as np
 import torch
 
 from mlkd_tracker.backends import LoadedModel
-from mlkd_tracker.config import ModelSpec, TrackerConfig, default_tracker_config
+from mlkd_tracker.config import ModelSpec, TrackerConfig, architecture_tracker_config
 from mlkd_tracker.errors import InputError
-from mlkd_tracker.nets.checkpoint import CHECKPOINT_SUFFIXES, load_siamrpn
+from mlkd_tracker.nets.checkpoint import CHECKPOINT_SUFFIXES, load_network
+from mlkd_tracker.nets.nanotrack import NanoTrack
 from mlkd_tracker.nets.siamrpn import SiamRPN, fold_batchnorm
 
 SUFFIXES = CHECKPOINT_SUFFIXES
@@ -52,11 +53,11 @@ def denormals_flushed():
 
 
 class TorchBackend:
-    """Runs :class:`SiamRPN`'s template branch once per target and its search branch per frame."""
+    """Runs a network's (SiamRPN or NanoTrack) template branch once per target and its search branch per frame."""
 
     name = "torch"
 
-    def __init__(self, model: SiamRPN, device: str = "auto", precision: str = "auto"):
+    def __init__(self, model: SiamRPN | NanoTrack, device: str = "auto", precision: str = "auto"):
         self.device, self.dtype = resolve_device(device, precision)
         self._memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         self._float_mode = denormals_flushed if self.device.type == "cpu" else nullcontext
@@ -87,16 +88,23 @@ def _info(backend: TorchBackend, file: str, **extra: Any) -> dict[str, Any]:
 
 def open_model(path: Path, device: str = "auto", precision: str = "auto",
                log: Callable[[str], None] | None = None) -> LoadedModel:
-    """A torch backend for a checkpoint; tracking values from its meta, else the MLKD-Track defaults."""
-    model, meta = load_siamrpn(path)
+    """A torch backend for a checkpoint; tracking values from its meta, else its architecture's defaults
+    (the authors' values for a released NanoTrack file, MLKD-Track's for a SiamRPN one)."""
+    model, meta = load_network(path)
     tracking = meta.get("tracking")
-    config = TrackerConfig.from_dict(tracking, str(path)) if isinstance(tracking, dict) else default_tracker_config()
+    config = (TrackerConfig.from_dict(tracking, str(path)) if isinstance(tracking, dict)
+              else architecture_tracker_config(model.arch()))
     backend = TorchBackend(model, device, precision)
     name = str(meta.get("name", path.stem))
-    info = _info(backend, str(path), width=model.width, files=[str(path)], model_bytes=path.stat().st_size)
+    info = _info(backend, str(path), **_arch_info(model), files=[str(path)], model_bytes=path.stat().st_size)
     if log:
         log(f"torch: {name} on {info['device']} {info['precision']}")
     return LoadedModel(backend, config, name, info)
+
+
+def _arch_info(model: SiamRPN | NanoTrack) -> dict[str, Any]:
+    """What ``LoadedModel.info`` says of the architecture: SiamRPN's width or NanoTrack's version."""
+    return {k: v for k, v in model.arch().items() if k in ("type", "width", "version")}
 
 
 def random_weights_model(spec: ModelSpec, device: str = "auto", precision: str = "auto",
@@ -107,8 +115,9 @@ def random_weights_model(spec: ModelSpec, device: str = "auto", precision: str =
     if spec.enhancer:
         from mlkd_tracker.nets.darklighter import DarkLighter
         enhancer = DarkLighter()
-    model = SiamRPN(width=spec.width, enhancer=enhancer)
+    model = (NanoTrack(spec.version, enhancer=enhancer) if spec.arch == "nanotrack"
+             else SiamRPN(width=spec.width, enhancer=enhancer))
     size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     backend = TorchBackend(model, device, precision)
     return LoadedModel(backend, spec.tracking, spec.name + " (random weights)",
-                       _info(backend, "<random weights>", width=spec.width, model_bytes=size))
+                       _info(backend, "<random weights>", **_arch_info(model), model_bytes=size))

@@ -1,9 +1,10 @@
-"""Reading and writing SiamRPN checkpoints (pysot / MLKD / our own), safely and atomically.
+"""Reading and writing tracker checkpoints (pysot / MLKD SiamRPN, NanoTrack, our own), safely and atomically.
 
 Accepted layouts: a plain state dict, ``{"state_dict": ...}`` or ``{"model": ...}``, keys with
 or without the DataParallel ``module.`` prefix (MLKD teachers' ``backbone.enhancer.*`` read as
 ``enhancer.*``), ``.pth``/``.pt`` (always ``weights_only=True``)
 or ``.safetensors``. Our own files add ``"meta"``: architecture and tracking values.
+The architecture is recognised from the weights: NanoTrack v1/v2/v3 by their heads, SiamRPN otherwise.
 """
 from __future__ import annotations
 
@@ -20,10 +21,23 @@ from torch import nn
 
 from mlkd_tracker.errors import ModelFileError
 from mlkd_tracker.report import atomic_output
+from mlkd_tracker.nets.nanotrack import NanoTrack, nanotrack_version
 from mlkd_tracker.nets.siamrpn import ALEXNET_CHANNELS, SiamRPN, scaled_channels
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 _LIST_LIMIT = 12
+
+
+def _numpy_scalar_globals() -> list:
+    """The numpy types a checkpoint's optimizer state needs: released NanoTrack files keep the learning rate
+    as a numpy float64 (pickled as ``numpy.core.multiarray.scalar`` with a float64 dtype). Nothing else is allowed."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core  # numpy 2 moved numpy.core to numpy._core
+    allowed = [(core.multiarray.scalar, "numpy.core.multiarray.scalar"), np.dtype]
+    if hasattr(np, "dtypes"):  # numpy >= 1.25 gives every dtype its own class
+        allowed.append(np.dtypes.Float64DType)
+    return allowed
 
 
 def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -55,7 +69,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
             raise ModelFileError(f"{path} is not a readable safetensors file: {exc}") from exc
     else:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(_numpy_scalar_globals()):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
             if found:  # the pickle wants to import and call something
@@ -119,28 +134,36 @@ def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
             if items:
                 shown = ", ".join(items[:_LIST_LIMIT]) + (f", ... ({len(items)} in all)" if len(items) > _LIST_LIMIT else "")
                 parts.append(f"{label} keys: {shown}")
-        raise ModelFileError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
+        target = type(model).__name__
+        if isinstance(model, SiamRPN) and not any(k.startswith(("backbone.layer", "rpn_head.")) for k in state):
+            target = ("any supported architecture (SiamRPN-AlexNet: backbone.layer1-5 + rpn_head.*; "
+                      "NanoTrack v1/v2/v3: backbone.features.* + ban_head.*)")
+        raise ModelFileError(f"{source} does not fit {target}: " + "; ".join(parts))
     full = dict(state)
     for k, v in expected.items():
         full.setdefault(k, v)  # only num_batches_tracked can be absent here
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in full.items()}, strict=True)
 
 
-def build_siamrpn(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> SiamRPN:
-    """An empty SiamRPN whose architecture matches a state dict (width inferred when meta lacks it)."""
-    arch = meta.get("arch", {}) if isinstance(meta.get("arch"), dict) else {}
-    width = float(arch.get("width", infer_width(state)))
+def build_network(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> SiamRPN | NanoTrack:
+    """An empty network whose architecture matches a state dict: NanoTrack when its head says which
+    version, else SiamRPN (width inferred when meta lacks it); teachers get DarkLighter in front."""
     enhancer = None
     if any(k.startswith("enhancer.") for k in state):
         from mlkd_tracker.nets.darklighter import DarkLighter  # the teacher: enhancer in front
         enhancer = DarkLighter()
+    version = nanotrack_version(state)
+    if version is not None:
+        return NanoTrack(version, enhancer=enhancer)
+    arch = meta.get("arch", {}) if isinstance(meta.get("arch"), dict) else {}
+    width = float(arch.get("width", infer_width(state)))
     return SiamRPN(width=width, enhancer=enhancer)
 
 
-def load_siamrpn(path: str | os.PathLike) -> tuple[SiamRPN, dict[str, Any]]:
-    """Load a SiamRPN (student or teacher) from a checkpoint file, in eval mode, fp32 on the CPU."""
+def load_network(path: str | os.PathLike) -> tuple[SiamRPN | NanoTrack, dict[str, Any]]:
+    """Load a tracker network (student or teacher, any architecture) from a checkpoint, in eval mode, fp32 on the CPU."""
     state, meta = read_checkpoint(path)
-    model = build_siamrpn(state, meta)
+    model = build_network(state, meta)
     load_state_strict(model, state, str(path))
     return model.eval(), meta
 

@@ -102,6 +102,12 @@ class SiamRPN(nn.Module):
         channels = self.backbone.out_channels
         self.rpn_head = DepthwiseRPN(anchor_num, channels, channels)
 
+    def arch(self) -> dict:
+        """Architecture facts for checkpoint and export metadata."""
+        enhancer = getattr(self, "enhancer", None)
+        return {"type": "siamrpn", "width": float(self.width), "anchor_num": int(self.rpn_head.anchor_num),
+                "enhancer": type(enhancer).__name__ if enhancer is not None else None}
+
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """Backbone features of a crop batch, through the enhancer when there is one."""
         enhancer = getattr(self, "enhancer", None)

@@ -53,7 +53,7 @@ from mlkd_tracker.report import latency_stats
 from mlkd_tracker.ros.convert import (DEFAULT_MAX_PIXELS, UnsupportedSerialization, bgr_to_bytes, box_center_size,
                                       check_compressed, check_image, compressed_to_bgr, image_to_bgr,
                                       parse_serialized_image, points_to_box, roi_to_box, stamp_to_ns)
-from mlkd_tracker.tracker import SiamRPNTracker, Status, TrackResult
+from mlkd_tracker.tracker import SiameseTracker, Status, TrackResult
 
 NODE_NAME = "mlkd_tracker"
 BACKENDS = ("auto", *BACKEND_MODULES_BY_NAME)
@@ -75,7 +75,7 @@ SERVICE_TIMEOUT_S = 10.0
 
 # (model path or None, device, precision, tracking overrides, backend=, log=) -> (tracker, loaded model):
 # create_tracker's shape
-TrackerFactory = Callable[..., tuple[SiamRPNTracker, Any]]
+TrackerFactory = Callable[..., tuple[SiameseTracker, Any]]
 
 
 def check_load_choices(values: dict[str, Any]) -> str | None:
@@ -197,7 +197,7 @@ class TrackerNode(LifecycleNode):
         self._seq = 0
         self._worker: threading.Thread | None = None
         self._running = False
-        self._tracker: SiamRPNTracker | None = None
+        self._tracker: SiameseTracker | None = None
         self._model_info: dict[str, Any] = {}
         self._model_name = ""
         self._configured = self._active = False
