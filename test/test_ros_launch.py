@@ -48,7 +48,7 @@ except PackageNotFoundError:
 from lifecycle_msgs.srv import GetState  # noqa: E402
 from rcl_interfaces.msg import ParameterType  # noqa: E402
 from rcl_interfaces.srv import DescribeParameters, GetParameters  # noqa: E402
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import parameter_value_to_python  # noqa: E402
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest  # noqa: E402
@@ -57,6 +57,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from mlkd_tracker.ros.convert import bgr_to_bytes, detection_box  # noqa: E402
+from ros_helpers import iou, ros_context_fixture, spin_in_background, stamp_ns  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = REPO / "models" / "mlkd_track.pth"
@@ -65,12 +66,7 @@ ENV = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), "ROS_AUTOMATIC_DISCOVERY_R
 START_TIMEOUT_S = 90  # process start, imports and model load on a busy 2-core machine
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ros_context():
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    rclpy.init(domain_id=DOMAIN_ID)
-    yield
-    rclpy.shutdown()
+ros_context = ros_context_fixture(DOMAIN_ID)
 
 
 def wait(predicate, what: str, timeout: float = 20.0, launch: "Launch | None" = None) -> None:
@@ -128,44 +124,37 @@ class Peer:
         self.compressed = compressed
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
+        self.thread = spin_in_background(self.executor)
 
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
-
-    def send(self, frame: np.ndarray, stamp_ns: int, frame_id: str = "night_cam") -> None:
+    def send(self, frame: np.ndarray, stamp: int, frame_id: str = "night_cam") -> None:
         if self.compressed:
             msg = CompressedImage(format="png", data=cv2.imencode(".png", frame)[1].tobytes())
         else:
             msg = Image(height=frame.shape[0], width=frame.shape[1], encoding="bgr8", step=frame.shape[1] * 3,
                         data=bgr_to_bytes(frame))
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
         msg.header.frame_id = frame_id
         self.images.publish(msg)
 
-    def array_for(self, stamp_ns: int) -> Detection2DArray | None:
-        """The newest array for the frame stamped ``stamp_ns`` (the init box follows an empty one for the same frame)."""
-        found = [m for m in self.arrays if m.header.stamp.sec * 10**9 + m.header.stamp.nanosec == stamp_ns]
+    def array_for(self, stamp: int) -> Detection2DArray | None:
+        """The newest array for the frame stamped ``stamp`` ns (the init box follows an empty one for the same frame)."""
+        found = [m for m in self.arrays if stamp_ns(m) == stamp]
         return found[-1] if found else None
 
-    def start_tracking(self, launch: Launch, frame: np.ndarray, stamp_ns: int, box) -> Detection2DArray:
+    def start_tracking(self, launch: Launch, frame: np.ndarray, stamp: int, box) -> Detection2DArray:
         """Send the first frame until the node answers it (an empty array: no target yet), then select the target."""
         wait(lambda: self.images.get_subscription_count() > 0 and self.roi.get_subscription_count() > 0,
              "the node's subscriptions", START_TIMEOUT_S, launch)
         deadline = time.monotonic() + 20
-        while self.array_for(stamp_ns) is None:  # best-effort input: resend until one arrives
+        while self.array_for(stamp) is None:  # best-effort input: resend until one arrives
             assert time.monotonic() < deadline, "no answer to the first frame:\n" + launch.output()
-            self.send(frame, stamp_ns)
+            self.send(frame, stamp)
             time.sleep(0.2)
-        assert not self.array_for(stamp_ns).detections
+        assert not self.array_for(stamp).detections
         x, y, w, h = (int(v) for v in box)
         self.roi.publish(RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h))
-        wait(lambda: self.array_for(stamp_ns).detections, "the init box", launch=launch)
-        return self.array_for(stamp_ns)
+        wait(lambda: self.array_for(stamp).detections, "the init box", launch=launch)
+        return self.array_for(stamp)
 
     def call(self, service_type, name: str, request):
         client = self.node.create_client(service_type, f"{self.ns}/mlkd_tracker/{name}")
@@ -183,12 +172,6 @@ class Peer:
         self.executor.shutdown()
         self.node.destroy_node()
         self.thread.join(5)
-
-
-def iou(a, b) -> float:
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
 
 
 def assert_clean_exit(output: str, launch: Launch) -> None:
@@ -226,7 +209,7 @@ def test_launch_tracks_a_night_sequence_with_every_argument_applied(tmp_path, na
             wait(lambda: peer.array_for(stamps[i]) is not None, f"the array for frame {i}", launch=launch)
             arrays.append(peer.array_for(stamps[i]))
         for msg, stamp in zip(arrays, stamps):
-            assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == stamp
+            assert stamp_ns(msg) == stamp
             assert msg.header.frame_id == "night_cam"
         tracked = [i for i in range(1, n) if arrays[i].detections and seq.valid[i]]
         assert len(tracked) > 0.75 * n

@@ -14,7 +14,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -31,7 +30,7 @@ pytest.importorskip("vision_msgs", reason="vision_msgs is needed for node tests:
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import Point32, PolygonStamped  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -46,18 +45,14 @@ from mlkd_tracker.backends import create_tracker  # noqa: E402
 from mlkd_tracker.ros.convert import bgr_to_bytes, detection_box  # noqa: E402
 from mlkd_tracker.ros.node import TrackerNode  # noqa: E402
 from mlkd_tracker.tracker import SiameseTracker, Status, TrackResult  # noqa: E402
+from ros_helpers import iou, ros_context_fixture, spin_in_background, stamp_ns  # noqa: E402
 
 DOMAIN_ID = random.randint(1, 100)
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "mlkd_tracker.yaml"
 _names = itertools.count()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ros_context():
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    rclpy.init(domain_id=DOMAIN_ID)
-    yield
-    rclpy.shutdown()
+ros_context = ros_context_fixture(DOMAIN_ID)
 
 
 class FakeLoaded:
@@ -83,21 +78,12 @@ def planted_factory(delay_s: float = 0.0):
     return factory
 
 
-def image_msg(frame: np.ndarray, stamp_ns: int, frame_id: str = "camera") -> Image:
+def image_msg(frame: np.ndarray, stamp: int, frame_id: str = "camera") -> Image:
     msg = Image(height=frame.shape[0], width=frame.shape[1], encoding="bgr8", step=frame.shape[1] * 3,
                 data=bgr_to_bytes(frame))
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
     msg.header.frame_id = frame_id
     return msg
-
-
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    return inter / (aw * ah + bw * bh - inter)
 
 
 def box_of(msg: Detection2DArray):
@@ -108,21 +94,6 @@ def box_of(msg: Detection2DArray):
 
 def score_of(msg: Detection2DArray) -> float:
     return msg.detections[0].results[0].hypothesis.score
-
-
-def stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-
-def spin_in_background(executor) -> threading.Thread:
-    def spin():
-        try:
-            executor.spin()
-        except ExternalShutdownException:
-            pass
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
-    return thread
 
 
 def new_namespace() -> str:
