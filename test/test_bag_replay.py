@@ -193,7 +193,7 @@ def record_node_output(frames, stamps, init_box) -> list[tuple[int, bytes]]:
     from mlkd_tracker.tracker import SiameseTracker
 
     context = rclpy.Context()
-    rclpy.init(context=context, domain_id=random.randint(101, 200))
+    rclpy.init(context=context, domain_id=random.randint(1, 101))  # 0-101: DDS ports below the ephemeral range
     node = TrackerNode(tracker_factory=lambda *a, **k: (SiameseTracker(PlantedPeakBackend(brightest_blob_offset)),
                                                         None), context=context, namespace="/rec")
     peer = rclpy.create_node("recorder", namespace="/rec", context=context)

@@ -61,7 +61,7 @@ from ros_helpers import iou, ros_context_fixture, spin_in_background, stamp_ns  
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = REPO / "models" / "mlkd_track.pth"
-DOMAIN_ID = random.randint(101, 200)
+DOMAIN_ID = random.randint(1, 101)  # 0-101: DDS ports below the ephemeral range
 ENV = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 START_TIMEOUT_S = 90  # process start, imports and model load on a busy 2-core machine
 
