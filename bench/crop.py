@@ -73,7 +73,7 @@ def scaled_sequence(video: Path, anno: Path, size: tuple[int, int], frames: int)
 
 
 def search_window(box, config: TrackerConfig) -> tuple[tuple[float, float], int]:
-    """Centre and side of the tracker's search window around ``box`` (as ``SiamRPNTracker.update``)."""
+    """Centre and side of the tracker's search window around ``box`` (as ``SiameseTracker.update``)."""
     x, y, w, h = box
     context = config.context_amount * (w + h)
     s_z = math.sqrt((w + context) * (h + context))

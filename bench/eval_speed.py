@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mlkd_tracker.report import format_table, write_json_atomic  # noqa: E402
-from mlkd_training.evaluation.results import format_boxes  # noqa: E402
+from mlkd_training.data.readers import format_boxes  # noqa: E402
 
 
 def make_benchmark(folder: Path, trackers: int, sequences: int, frames: int, seed: int = 0) -> None:

@@ -33,7 +33,7 @@ def anchor_grid(score_size: int, stride: int, ratios, scales) -> np.ndarray:
 
 
 def tracking_anchors(config: TrackerConfig) -> np.ndarray:
-    return anchor_grid(config.score_size, config.anchor_stride, config.anchor_ratios, config.anchor_scales)
+    return anchor_grid(config.score_size, config.stride, config.anchor_ratios, config.anchor_scales)
 
 
 def cosine_window(score_size: int, anchor_num: int) -> np.ndarray:

@@ -20,9 +20,18 @@ from mlkd_tracker.errors import InputError, ModelFileError
 DEFAULT_MODEL_CONFIG = "mlkd_track.yaml"
 
 
+DECODERS = ("anchors", "points")
+_RENAMED_KEYS = {"anchor_stride": "stride"}  # files written before NanoTrack support
+
+
 @dataclass(frozen=True)
 class TrackerConfig:
-    """SiamRPN tracking hyper-parameters (pysot ``cfg.TRACK`` / ``cfg.ANCHOR``) plus lost detection."""
+    """Siamese tracking hyper-parameters (pysot ``cfg.TRACK`` / ``cfg.ANCHOR`` / ``cfg.POINT``) plus lost detection.
+
+    ``decoder`` names how the network's maps become boxes: ``anchors`` (SiamRPN: 2A cls and 4A
+    delta channels per position) or ``points`` (NanoTrack's BAN head: one cls pair and the ltrb
+    distances per position). Everything else (crops, penalties, window, smoothing) is shared.
+    """
 
     exemplar_size: int = 127          # template crop side (px)
     instance_size: int = 287          # search crop side while tracking (px)
@@ -30,7 +39,9 @@ class TrackerConfig:
     penalty_k: float = 0.14           # scale / aspect-ratio change penalty
     window_influence: float = 0.428   # cosine-window blend weight
     lr: float = 0.30                  # size update rate (times penalty * score)
-    anchor_stride: int = 8
+    decoder: str = "anchors"          # anchors (SiamRPN) or points (NanoTrack)
+    stride: int = 8                   # crop pixels between neighbouring score-map positions
+    output_size: int = 0              # score-map side (NanoTrack's OUTPUT_SIZE); 0 = derived, see score_size
     anchor_ratios: tuple[float, ...] = (0.33, 0.5, 1.0, 2.0, 3.0)
     anchor_scales: tuple[float, ...] = (8.0,)
     min_size: float = 10.0            # smallest box side kept after clipping (px)
@@ -44,8 +55,12 @@ class TrackerConfig:
         problems = []
         if self.exemplar_size <= 0 or self.instance_size <= self.exemplar_size:
             problems.append("need 0 < exemplar_size < instance_size")
-        if (self.instance_size - self.exemplar_size) % self.anchor_stride:
-            problems.append("instance_size - exemplar_size must be a multiple of anchor_stride")
+        if self.decoder not in DECODERS:
+            problems.append(f"decoder must be one of {list(DECODERS)}, got {self.decoder!r}")
+        if self.stride <= 0 or self.output_size < 0:
+            problems.append("stride must be > 0 and output_size >= 0 (0 = derived from the crop sizes)")
+        elif self.output_size == 0 and (self.instance_size - self.exemplar_size) % self.stride:
+            problems.append("instance_size - exemplar_size must be a multiple of stride (or give output_size)")
         if not 0.0 <= self.window_influence <= 1.0:
             problems.append("window_influence must be in [0, 1]")
         if not 0.0 <= self.lr <= 1.0:
@@ -63,16 +78,18 @@ class TrackerConfig:
 
     @property
     def anchor_num(self) -> int:
-        return len(self.anchor_ratios) * len(self.anchor_scales)
+        """Boxes predicted per score-map position: one per anchor shape, or 1 for points."""
+        return len(self.anchor_ratios) * len(self.anchor_scales) if self.decoder == "anchors" else 1
 
     @property
     def score_size(self) -> int:
-        """Side of the score map for the tracking search crop (21 for 287/127, stride 8)."""
-        return (self.instance_size - self.exemplar_size) // self.anchor_stride + 1
+        """Side of the score map: ``output_size``, or (instance - exemplar) / stride + 1 (21 for SiamRPN's 287/127)."""
+        return self.output_size or (self.instance_size - self.exemplar_size) // self.stride + 1
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> "TrackerConfig":
         """Build from a mapping, rejecting unknown keys by name."""
+        values = {_RENAMED_KEYS.get(k, k): v for k, v in values.items()}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -93,13 +110,22 @@ class TrackerConfig:
         return d
 
 
+ARCHITECTURES = ("siamrpn", "nanotrack")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model YAML: architecture, tracking values and (optionally) a weights file beside it."""
+    """A model YAML: architecture, tracking values and (optionally) a weights file beside it.
+
+    ``arch`` is ``siamrpn`` (with ``width``) or ``nanotrack`` (with ``version`` 1, 2 or 3);
+    ``enhancer`` puts DarkLighter in front (the MLKD teacher).
+    """
 
     name: str
     tracking: TrackerConfig
+    arch: str = "siamrpn"
     width: float = 1.0
+    version: int = 2
     enhancer: bool = False
     weights: Path | None = None
     extra: dict = field(default_factory=dict)
@@ -136,11 +162,16 @@ def load_model_spec(path: str | os.PathLike) -> ModelSpec:
     if not isinstance(data, dict):
         raise ModelFileError(f"model config {path} must be a mapping, got {type(data).__name__}")
     arch = data.get("arch", {}) or {}
+    if arch.get("type", "siamrpn") not in ARCHITECTURES:
+        raise ModelFileError(f"model config {path}: arch.type must be one of {list(ARCHITECTURES)}, "
+                             f"got {arch.get('type')!r}")
     weights = data.get("weights")
     return ModelSpec(
         name=str(data.get("name", path.stem)),
         tracking=TrackerConfig.from_dict(data.get("tracking", {}) or {}, str(path)),
+        arch=str(arch.get("type", "siamrpn")),
         width=float(arch.get("width", 1.0)),
+        version=int(arch.get("version", 2)),
         enhancer=bool(arch.get("enhancer", False)),
         weights=(path.parent / weights) if weights else None,
         extra={k: v for k, v in data.items() if k not in {"name", "tracking", "arch", "weights"}},
@@ -150,3 +181,11 @@ def load_model_spec(path: str | os.PathLike) -> ModelSpec:
 def default_tracker_config() -> TrackerConfig:
     """The MLKD-Track tracking values from the bundled model YAML."""
     return load_model_spec(default_model_path()).tracking
+
+
+def architecture_tracker_config(arch: Mapping[str, Any]) -> TrackerConfig:
+    """Tracking values for a weights file that carries none, by its architecture (``model.arch()``):
+    the authors' values for NanoTrack (``models/nanotrack_vN.yaml``), MLKD-Track's for SiamRPN."""
+    if arch.get("type") == "nanotrack":
+        return load_model_spec(models_dir() / f"nanotrack_v{arch['version']}.yaml").tracking
+    return default_tracker_config()

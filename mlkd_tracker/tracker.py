@@ -1,8 +1,9 @@
-"""The SiamRPN tracking loop (pysot ``SiamRPNTracker``): numpy + OpenCV, no torch.
+"""The Siamese tracking loop (pysot ``SiamRPNTracker``, NanoTrack's ``NanoTracker``): numpy + OpenCV, no torch.
 
 ``init(frame, box)`` crops the template and asks the backend for its correlation kernels once;
-``update(frame)`` crops the search region, runs the backend's search branch, and turns the
-score / regression maps into the new box with pysot's penalties, window and smoothing.
+``update(frame)`` crops the search region, runs the backend's search branch, decodes the maps
+into candidate boxes (anchors for SiamRPN, points for NanoTrack: ``decoders.py``) and picks the
+new box with pysot's penalties, window and smoothing, which both trackers share.
 """
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mlkd_tracker.anchors import cosine_window, decode_boxes, foreground_scores, size_penalty, tracking_anchors
+from mlkd_tracker.anchors import size_penalty
 from mlkd_tracker.config import TrackerConfig
 from mlkd_tracker.crop import crop_subwindow
+from mlkd_tracker.decoders import make_decoder
 from mlkd_tracker.errors import InputError
 from mlkd_tracker.frames import as_bgr_frame, validate_box
 
@@ -30,10 +32,10 @@ class Backend(Protocol):
     name: str
 
     def template(self, crop: np.ndarray) -> Any:
-        """Correlation kernels of both RPN branches for a template crop (opaque to the tracker)."""
+        """Correlation kernels of the cls and loc branches for a template crop (opaque to the tracker)."""
 
     def search(self, crop: np.ndarray, kernels: Any) -> tuple[np.ndarray, np.ndarray]:
-        """``(cls, loc)`` maps, shapes (1, 2A, S, S) and (1, 4A, S, S), for a search crop."""
+        """``(cls, loc)`` maps, shapes (1, 2A, S, S) and (1, 4A, S, S) (A = 1 for points), for a search crop."""
 
 
 class Status(str, enum.Enum):
@@ -58,7 +60,7 @@ class StageTimes:
 @dataclass(frozen=True)
 class TrackResult:
     box_xywh: tuple[float, float, float, float]  # inside the frame, pixels, top-left origin
-    score: float                                  # foreground probability of the chosen anchor
+    score: float                                  # foreground probability of the chosen candidate
     status: Status
     times: StageTimes = StageTimes()
 
@@ -67,15 +69,14 @@ def _finite(a: np.ndarray) -> np.ndarray:
     return a if np.isfinite(a).all() else np.nan_to_num(a, nan=0.0, posinf=1e4, neginf=-1e4)
 
 
-class SiamRPNTracker:
-    """Single-object tracker; deterministic for a deterministic backend."""
+class SiameseTracker:
+    """Single-object tracker for either head kind; deterministic for a deterministic backend."""
 
     def __init__(self, backend: Backend, config: TrackerConfig | None = None):
         self.backend = backend
         self.config = config or TrackerConfig()
         c = self.config
-        self._anchors = tracking_anchors(c)
-        self._window = cosine_window(c.score_size, c.anchor_num)
+        self._decoder = make_decoder(c)
         self._kernels: Any = None
         self._initialized = False
         self._frame_shape: tuple[int, int] | None = None
@@ -132,11 +133,10 @@ class SiamRPNTracker:
         cls, loc = self.backend.search(crop, self._kernels)
         t2 = time.perf_counter()
 
-        score = foreground_scores(_finite(cls), c.anchor_num)
-        boxes = decode_boxes(_finite(loc), self._anchors)
+        score, boxes = self._decoder.decode(_finite(cls), _finite(loc))
         w, h = self._size
         penalty = size_penalty(boxes, w * scale_z, h * scale_z, c.penalty_k)
-        pscore = penalty * score * (1.0 - c.window_influence) + self._window * c.window_influence
+        pscore = penalty * score * (1.0 - c.window_influence) + self._decoder.window * c.window_influence
         best = int(np.argmax(pscore))
         lr = float(penalty[best] * score[best]) * c.lr
         cx = self._center[0] + float(boxes[0, best]) / scale_z

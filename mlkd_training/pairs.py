@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Protocol, Sequence as Seq
+from typing import Any, Iterator, Protocol, Sequence as Seq
 
 import cv2
 import numpy as np
@@ -27,8 +28,9 @@ import numpy as np
 from mlkd_tracker.crop import crop_origin, crop_subwindow
 from mlkd_tracker.errors import InputError, SourceError
 from mlkd_tracker.report import write_bytes_atomic, write_json_atomic
-from mlkd_training.data.sequence import Dataset
-from mlkd_training.targets import AnchorTargets, TargetConfig
+from mlkd_training.data.degrade import decode_jpeg, encode_jpeg
+from mlkd_training.data.sequence import Dataset, Sequence
+from mlkd_training.targets import TargetConfig, make_targets
 
 CACHE_FORMAT = "mlkd-crop511/1"
 CACHE_INDEX = "index.json"
@@ -100,9 +102,16 @@ def frame_canvas(frame: np.ndarray, box_xywh, config: PairConfig) -> tuple[np.nd
 
 
 class FrameCanvases:
-    """Canvases cut from full frames as they are read (no cache)."""
+    """Canvases cut from full frames as they are read (no cache).
 
-    def __init__(self, dataset: Dataset, config: PairConfig):
+    Frame files are read per canvas. A video is decoded once, in order, the first time one of
+    its canvases is asked for: all its canvases are kept in memory as JPEG (the bytes
+    ``mlkd prepare`` would write), up to ``memory_budget`` bytes per process; past that, frames
+    of the remaining videos are decoded per canvas (a seek each: slow, so a warning suggests
+    ``mlkd prepare``). Each data-loading worker keeps its own.
+    """
+
+    def __init__(self, dataset: Dataset, config: PairConfig, memory_budget: int = 1 << 30):
         self.name = dataset.name
         self.config = config
         self.sequences = [s for s in dataset.sequences if s.valid.any()]
@@ -110,9 +119,24 @@ class FrameCanvases:
             raise SourceError(f"dataset {dataset.name} has no sequence with a usable ground-truth box")
         self.video_names = [s.name for s in self.sequences]
         self.video_frames = [np.flatnonzero(s.valid) for s in self.sequences]
+        self.memory_budget = memory_budget
+        self._decoded: dict[int, dict[int, tuple[bytes, np.ndarray]]] = {}
+        self._decoded_bytes = 0
 
     def canvas(self, video: int, frame: int) -> tuple[np.ndarray, np.ndarray]:
         seq = self.sequences[video]
+        if not seq.store.cheap_random_access:
+            decoded = self._decoded.get(video)
+            if decoded is None and self._decoded_bytes < self.memory_budget:
+                decoded = self._decoded[video] = {i: (data, box) for i, data, box in encoded_canvases(seq, self.config)}
+                self._decoded_bytes += sum(len(data) for data, _ in decoded.values())
+                if self._decoded_bytes >= self.memory_budget:
+                    warnings.warn(f"dataset {self.name}: the canvases of its videos exceed the memory budget "
+                                  f"({self.memory_budget >> 20} MiB); the videos not yet decoded will be read frame "
+                                  f"by frame, which is slow: run mlkd prepare on this dataset and train on the cache")
+            if decoded is not None:
+                data, box = decoded[int(frame)]
+                return decode_jpeg(data), box
         return frame_canvas(seq.frame(frame), seq.gt[frame], self.config)
 
 
@@ -159,6 +183,16 @@ def is_crop_cache(path: str | os.PathLike) -> bool:
     return (Path(path) / CACHE_INDEX).is_file()
 
 
+def encoded_canvases(seq: Sequence, config: PairConfig, quality: int = 95) -> Iterator[tuple[int, bytes, np.ndarray]]:
+    """``(frame index, canvas JPEG, box)`` for every annotated frame, reading the frames in order once."""
+    try:
+        for i in np.flatnonzero(seq.valid):
+            canvas, box = frame_canvas(seq.frame(int(i)), seq.gt[i], config)
+            yield int(i), encode_jpeg(canvas, quality), box
+    finally:
+        seq.store.close()
+
+
 def _prepare_sequence(args) -> dict[str, Any]:
     seq, out_dir, config, quality = args
     cv2.setNumThreads(1)
@@ -168,13 +202,9 @@ def _prepare_sequence(args) -> dict[str, Any]:
         return json.loads(done.read_text(encoding="utf-8"))
     folder.mkdir(parents=True, exist_ok=True)
     frames, boxes = [], []
-    for i in np.flatnonzero(seq.valid):
-        canvas, box = frame_canvas(seq.frame(int(i)), seq.gt[i], config)
-        encoded, data = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if not encoded:
-            raise SourceError(f"cannot encode a crop of {seq.name} frame {i} as JPEG")
-        write_bytes_atomic(folder / f"{int(i):06d}.jpg", data.tobytes())
-        frames.append(int(i))
+    for i, data, box in encoded_canvases(seq, config, quality):
+        write_bytes_atomic(folder / f"{i:06d}.jpg", data)
+        frames.append(i)
         boxes.append([round(float(v), 3) for v in box])
     entry = {"name": seq.name, "frames": frames, "boxes": boxes}
     write_json_atomic(done, entry)
@@ -295,7 +325,7 @@ class PairDataset:
 
     A sample is a dict of numpy arrays: ``template`` (3,127,127) and ``search`` (3,255,255)
     float32 BGR, ``label_cls`` (A,S,S) int64, ``label_loc`` (4,A,S,S), ``label_loc_weight``
-    (A,S,S), ``box`` (4,) the target in the search crop, ``negative`` (bool).
+    (A,S,S) (``A = 1`` for point targets), ``box`` (4,) the target in the search crop, ``negative`` (bool).
     """
 
     def __init__(self, sources: Seq[PairSource], config: PairConfig | None = None,
@@ -304,9 +334,9 @@ class PairDataset:
             raise InputError("training needs at least one data source")
         self.sources = list(sources)
         self.config = config or PairConfig()
-        self.targets = AnchorTargets(targets or TargetConfig(search_size=self.config.search_size))
+        self.targets = make_targets(targets or TargetConfig(search_size=self.config.search_size))
         if self.targets.config.search_size != self.config.search_size:
-            raise InputError("anchor targets and pairs disagree on the search size")
+            raise InputError("training targets and pairs disagree on the search size")
         self.seed = int(seed)
         # (source, video) for every video of every source, each source repeated up to num_use
         self._videos = [[(si, v) for v in range(len(s.canvases.video_names))] for si, s in enumerate(self.sources)]

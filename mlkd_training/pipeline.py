@@ -220,9 +220,9 @@ def student_files(paths: list[str]) -> dict[str, str]:
 
 def write_selected(model_file: str, out: Path, selected_from: dict[str, float], half: bool = True) -> Path:
     """Save the chosen student as MLKD-Track (fp16 by default) with its selection in the meta."""
-    from mlkd_tracker.nets.checkpoint import load_siamrpn, save_checkpoint
+    from mlkd_tracker.nets.checkpoint import load_network, save_checkpoint
 
-    model, meta = load_siamrpn(model_file)
+    model, meta = load_network(model_file)
     meta = {**meta, "name": "MLKD-Track", "arch": {"width": model.width, "enhancer": False},
             "selection": {"from": Path(model_file).stem, "val_success_auc": selected_from}}
     return save_checkpoint(model, out, meta, half=half)

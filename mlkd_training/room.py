@@ -111,8 +111,9 @@ class Room:
 
     def __init__(self, learners: list[Learner], teacher: nn.Module | None = None,
                  losses: LossConfig | None = None, mutual: bool | None = None,
-                 grad_clip: float = 10.0):
+                 grad_clip: float = 10.0, decoder: str = "anchors"):
         self.learners = learners
+        self.decoder = decoder  # the head kind: which base losses apply
         self.teacher = teacher
         self.losses = losses or LossConfig()
         self.mutual = len(learners) > 1 if mutual is None else mutual
@@ -127,7 +128,7 @@ class Room:
     def _learner_loss(self, learner: Learner, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
                       teacher: dict[str, Any] | None, logs: dict[str, float]) -> torch.Tensor:
         c = self.losses
-        base = tracking_losses(out, batch, c.cls_weight, c.loc_weight)
+        base = tracking_losses(out, batch, c.cls_weight, c.loc_weight, self.decoder)
         total = base["total"]
         logs.update({f"{learner.name}/cls": base["cls"].item(), f"{learner.name}/loc": base["loc"].item()})
         if teacher is not None:
@@ -140,7 +141,7 @@ class Room:
                          f"{learner.name}/kd_loc_kl": loc_kl.item(),
                          f"{learner.name}/kd_case": float(KD_CASES.index(case))})
         if learner.feature_loss:
-            feat = self._feature_fns[learner.feature_loss](out["cls_feature"], teacher["out"]["cls_feature"])
+            feat = self._feature_fns[learner.feature_loss](out["distill_feature"], teacher["out"]["distill_feature"])
             total = total + feat
             logs[f"{learner.name}/feature_{learner.feature_loss}"] = feat.item()
         return total
@@ -155,7 +156,7 @@ class Room:
         if self.teacher is not None:
             with torch.no_grad(), autocast:
                 t_out = self.teacher(template, search)
-            t_losses = tracking_losses(t_out, batch, self.losses.cls_weight, self.losses.loc_weight)
+            t_losses = tracking_losses(t_out, batch, self.losses.cls_weight, self.losses.loc_weight, self.decoder)
             mean = all_mean(torch.stack([t_losses["cls"], t_losses["loc"]]))
             teacher = {"out": t_out, "losses": {"cls": mean[0], "loc": mean[1]}}
             logs.update({"teacher/cls": mean[0].item(), "teacher/loc": mean[1].item()})

@@ -40,3 +40,37 @@ def write_uav_dataset(root: Path, count: int = 3, frames: int = 10, sep: str = "
         (root / "anno" / f"{name}.txt").write_text(box_lines(boxes, sep))
         gts[name] = np.array(boxes, np.float64)
     return gts
+
+
+def write_video(path: Path, frames, fourcc: str = "mp4v", fps: float = 10.0) -> Path:
+    """``frames`` (HxWx3 BGR) as a video file; OpenCV's mp4v has a keyframe every 12 frames."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+    assert writer.isOpened(), path
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def textured_frames(count: int, size=(96, 128), seed: int = 0) -> list[np.ndarray]:
+    """Frames a video codec keeps distinct: a smooth random texture scrolling one pixel a frame."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    texture = cv2.GaussianBlur(rng.integers(0, 255, (h, w + count, 3), dtype=np.uint8), (5, 5), 0)
+    return [np.ascontiguousarray(texture[:, i:i + w]) for i in range(count)]
+
+
+def write_uav_video_dataset(root: Path, count: int = 2, frames: int = 30, suffix: str = ".mp4",
+                            fourcc: str = "mp4v") -> dict[str, np.ndarray]:
+    """A UAV123-style folder with videos (``data_seq/<seq><suffix>``); returns the ground truth per sequence."""
+    gts = {}
+    for k in range(count):
+        name = f"vid{k + 1}"
+        write_video(root / "data_seq" / f"{name}{suffix}", textured_frames(frames, seed=k), fourcc)
+        boxes = [(10 + i, 20 + k, 30, 25) for i in range(frames)]
+        (root / "anno").mkdir(parents=True, exist_ok=True)
+        (root / "anno" / f"{name}.txt").write_text(box_lines(boxes))
+        gts[name] = np.array(boxes, np.float64)
+    return gts

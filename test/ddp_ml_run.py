@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from training_data import TinyEnhancer  # noqa: E402
 
 from mlkd_tracker.nets import SiamRPN  # noqa: E402
-from mlkd_training.data.sequence import Dataset, Sequence  # noqa: E402
+from mlkd_training.data.sequence import Dataset, FrameFiles, Sequence  # noqa: E402
 from mlkd_training.pairs import FrameCanvases, PairSource  # noqa: E402
 from mlkd_training.train_config import load_train_config  # noqa: E402
 from mlkd_training.trainer import Trainer  # noqa: E402
@@ -25,7 +25,7 @@ def main(out: Path, data: Path) -> None:
         "pairs.exemplar_size": 103, "pairs.search_size": 151, "pairs.canvas_size": 303,
         "targets.search_size": 151, "targets.output_size": 7, "workers": 0, "log_every": 1})
     listing = json.loads((data / "dataset.json").read_text())  # written once by the test
-    dataset = Dataset("tiny", [Sequence(s["name"], [Path(f) for f in s["frames"]], s["gt"]) for s in listing])
+    dataset = Dataset("tiny", [Sequence(s["name"], FrameFiles([Path(f) for f in s["frames"]]), s["gt"]) for s in listing])
     torch.manual_seed(0)
     teacher = SiamRPN(0.25, enhancer=TinyEnhancer())
     students = {f"student_{f}": SiamRPN(0.25) for f in config.students}

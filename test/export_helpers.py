@@ -56,3 +56,16 @@ def tiny_export(kind: str = "student") -> tuple[SiamRPN, dict[str, Path], Tracke
     tracking = TrackerConfig(penalty_k=0.2, lost_frames=7)
     paths = export_onnx(model, _export_dir() / kind / f"tiny-{kind}", tracking, f"tiny {kind}")
     return model, paths, tracking
+
+
+@functools.lru_cache(maxsize=None)
+def nanotrack_export(version: int) -> tuple[nn.Module, dict[str, Path], TrackerConfig]:
+    """``(model, graph paths, tracking)`` of the released NanoTrack ``version`` exported to ONNX."""
+    from mlkd_tracker.backends import load_model
+    from mlkd_training.export.onnx_export import export_onnx
+    from nanotrack_reference import official
+
+    loaded = load_model(official(version), "cpu", "fp32")
+    model = loaded.backend.model  # BatchNorm already folded: the export folds it anyway
+    paths = export_onnx(model, _export_dir() / f"nanotrack-v{version}" / "nanotrack", loaded.config, loaded.name)
+    return model, paths, loaded.config

@@ -40,8 +40,8 @@ class PlantedPeakBackend:
         cls[0, a:] = self.low_logit  # foreground logit low everywhere ...
         loc = np.zeros((1, 4 * a, s, s), np.float32)
         square = int(np.argmin([abs(r - 1.0) for r in c.anchor_ratios]) * len(c.anchor_scales))
-        ix = int(np.clip(round(dx / c.anchor_stride) + s // 2, 0, s - 1))
-        iy = int(np.clip(round(dy / c.anchor_stride) + s // 2, 0, s - 1))
+        ix = int(np.clip(round(dx / c.stride) + s // 2, 0, s - 1))
+        iy = int(np.clip(round(dy / c.stride) + s // 2, 0, s - 1))
         cls[0, a + square, iy, ix] = self.peak_logit  # ... but high at the target
         anchor = self.anchors[:, square * s * s + iy * s + ix]
         loc[0, square, iy, ix] = (dx - anchor[0]) / anchor[2]

@@ -68,10 +68,10 @@ class PysotTracker:
 
     def __init__(self, backend, config):
         self.backend, self.c = backend, config
-        self.score_size = (config.instance_size - config.exemplar_size) // config.anchor_stride + 1
+        self.score_size = (config.instance_size - config.exemplar_size) // config.stride + 1
         hanning = np.hanning(self.score_size)
         self.window = np.tile(np.outer(hanning, hanning).flatten(), config.anchor_num)
-        self.anchors = pysot_anchors(self.score_size, config.anchor_stride, config.anchor_ratios, config.anchor_scales)
+        self.anchors = pysot_anchors(self.score_size, config.stride, config.anchor_ratios, config.anchor_scales)
 
     def init(self, img, bbox):
         self.center_pos = np.array([bbox[0] + (bbox[2] - 1) / 2, bbox[1] + (bbox[3] - 1) / 2])

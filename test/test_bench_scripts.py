@@ -78,7 +78,6 @@ def test_error_stats_on_known_arrays():
     assert stats["best_anchor_agreement"] == 1.0  # a uniform shift keeps the best anchor
 
 
-
 def test_crop_bench_times_both_modes_on_real_sequences(tmp_path, shared_data):
     if not (shared_data / "uav_real" / "data_seq").is_dir():
         pytest.skip("real UAV sequences absent")
@@ -111,3 +110,16 @@ def test_enhancer_bench_reports_floor_ratios_and_system_time(tmp_path, monkeypat
     assert frame["p50_over_floor"] == pytest.approx(frame["p50"] / frame["floor_ms"])
     assert frame["cpu_over_floor"] == pytest.approx(frame["cpu_ms"] / (frame["gflop"] / 25.0 * 1e3))
     assert 0 <= frame["system_share"] <= 1 and frame["minor_faults"] >= 0
+
+
+def test_video_frames_script_checks_out_of_order_reads_and_writes_json(tmp_path, capsys):
+    from dataset_fixtures import write_uav_video_dataset
+
+    write_uav_video_dataset(tmp_path / "v", count=1, frames=30)  # mp4v: a keyframe every 12 frames
+    bench = load_script("video_frames")
+    assert bench.main(["--dataset", str(tmp_path / "v"), "--sequence", "vid1", "--samples", "9",
+                       "--json", str(tmp_path / "vf.json")]) == 0
+    report = json.loads((tmp_path / "vf.json").read_text())
+    assert report["exact"] and report["frames"] == 30 and report["size"] == [128, 96]
+    assert report["in_order_ms"] > 0 and report["canvas_memory_mb"] > 0
+    assert "random order, frame store" in capsys.readouterr().out

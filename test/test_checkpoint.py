@@ -9,7 +9,7 @@ from torch import nn
 from mlkd_tracker.backends import create_tracker
 from mlkd_tracker.errors import ModelFileError
 from mlkd_tracker.nets import SiamRPN
-from mlkd_tracker.nets.checkpoint import load_siamrpn, read_checkpoint, save_checkpoint
+from mlkd_tracker.nets.checkpoint import load_network, read_checkpoint, save_checkpoint
 
 # pysot's backbone layer list: (in, out, kernel) of the five convs, full width
 PYSOT_CONVS = [(3, 96, 11), (96, 256, 5), (256, 384, 3), (384, 384, 3), (384, 256, 3)]
@@ -96,7 +96,7 @@ def test_pysot_model_zoo_alexnetlegacy_loads_strictly_and_computes_the_same(tmp_
     state = legacy_state(batches_tracked=batches_tracked)
     path = tmp_path / "model.pth"
     torch.save({"state_dict": {"module." + k: v for k, v in state.items()}} if wrapped else state, path)
-    model, meta = load_siamrpn(path)
+    model, meta = load_network(path)
     assert meta["layout"] == "pysot-alexnetlegacy" and model.width == 1.0
     ours = model.state_dict()
     for i, index in enumerate(PYSOT_LEGACY_CONV_INDEX, 1):
@@ -130,7 +130,7 @@ def test_legacy_files_with_foreign_keys_are_listed(tmp_path):
     del state["backbone.features.15.running_var"]
     torch.save(state, tmp_path / "bad.pth")
     with pytest.raises(ModelFileError) as err:
-        load_siamrpn(tmp_path / "bad.pth")
+        load_network(tmp_path / "bad.pth")
     assert "missing keys: backbone.layer5.1.running_var" in str(err.value)
     assert "unexpected keys: backbone.features.2.weight" in str(err.value)
 
@@ -139,7 +139,7 @@ def test_legacy_files_with_foreign_keys_are_listed(tmp_path):
 def test_width_is_inferred_from_a_plain_state_dict(tmp_path, width):
     path = tmp_path / "plain.pth"
     torch.save(pysot_state(width), path)  # no meta: the width comes from the tensor shapes
-    model, _ = load_siamrpn(path)
+    model, _ = load_network(path)
     assert model.width == width
 
 
@@ -151,7 +151,7 @@ def test_pysot_layouts_load_strictly(tmp_path, layout):
     obj = {"state_dict": state, "epoch": 19} if layout in ("state_dict", "wrapped_prefixed") else state
     path = tmp_path / "model.pth"
     torch.save(obj, path)
-    model, _ = load_siamrpn(path)
+    model, _ = load_network(path)
     reference = pysot_state()
     for k, v in model.state_dict().items():
         assert torch.equal(v, reference[k]), k
@@ -161,7 +161,7 @@ def test_width_is_inferred_and_meta_round_trips(tmp_path):
     torch.manual_seed(3)
     model = SiamRPN(width=0.5)
     path = save_checkpoint(model, tmp_path / "half.pth", {"name": "half", "tracking": {"penalty_k": 0.2}}, half=True)
-    loaded, meta = load_siamrpn(path)
+    loaded, meta = load_network(path)
     assert loaded.width == 0.5 and meta["name"] == "half"
     assert loaded.state_dict()["backbone.layer1.0.weight"].dtype == torch.float32
     assert torch.allclose(loaded.state_dict()["backbone.layer1.0.weight"], model.state_dict()["backbone.layer1.0.weight"],
@@ -172,7 +172,7 @@ def test_width_is_inferred_and_meta_round_trips(tmp_path):
 def test_safetensors_round_trip(tmp_path):
     model = SiamRPN(width=0.25)
     path = save_checkpoint(model, tmp_path / "m.safetensors", {"name": "st"})
-    loaded, meta = load_siamrpn(path)
+    loaded, meta = load_network(path)
     assert meta == {"name": "st"}
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
 
@@ -184,7 +184,7 @@ def test_missing_unexpected_and_misshaped_keys_are_listed(tmp_path):
     state["rpn_head.loc.head.3.weight"] = torch.zeros(16, 256, 1, 1)
     torch.save(state, tmp_path / "bad.pth")
     with pytest.raises(ModelFileError) as err:
-        load_siamrpn(tmp_path / "bad.pth")
+        load_network(tmp_path / "bad.pth")
     text = str(err.value)
     assert "missing keys: rpn_head.cls.head.3.bias" in text
     assert "unexpected keys: neck.downsample.0.weight" in text

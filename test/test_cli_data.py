@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from dataset_fixtures import write_uav_video_dataset
 from mlkd_tracker.cli import main
 from training_data import single_thread, write_dataset  # noqa: F401 (fixture)
 
@@ -27,3 +28,17 @@ def test_prepare_a_dataset_folder_and_train_from_folder_and_cache(tmp_path, caps
         assert (out / "base.pth").is_file()
     assert main(["prepare", str(tmp_path / "nowhere"), "--out", str(cache)]) == 2
     assert "dataset not found" in capsys.readouterr().err
+
+
+def test_prepare_and_train_on_a_video_dataset(tmp_path, capsys):
+    root = tmp_path / "videos"
+    write_uav_video_dataset(root, count=2, frames=12)  # data_seq/<seq>.mp4 + anno/<seq>.txt
+    cache = tmp_path / "cache"
+    assert main(["prepare", str(root), "--out", str(cache), "--workers", "2", "--canvas-size", "303",
+                 "--exemplar-size", "103", "--quiet"]) == 0  # worker processes open their own decoders
+    assert "2 sequences, 24 frames" in capsys.readouterr().out
+    assert len(list((cache / "vid2").glob("*.jpg"))) == 12
+    assert not list(root.rglob("*.jpg"))  # frames were decoded in memory, never written out
+    out = tmp_path / "run"
+    assert main(["train", "base", "--data", str(root), "--out", str(out), *SMALL]) == 0
+    assert (out / "base.pth").is_file()

@@ -8,7 +8,7 @@ from mlkd_tracker.backends import create_tracker
 from mlkd_tracker.config import TrackerConfig
 from mlkd_tracker.crop import crop_subwindow
 from mlkd_tracker.errors import InputError
-from mlkd_tracker.tracker import SiamRPNTracker
+from mlkd_tracker.tracker import SiameseTracker
 from pysot_reference import PysotTracker, pysot_subwindow
 
 DATA = shared_dir() / "data"
@@ -94,7 +94,7 @@ class RecordingBackend:
 def test_tracker_hands_the_backend_the_configured_crop(real_frame, mode):
     config = TrackerConfig(crop=mode)
     backend = RecordingBackend(config)
-    tracker = SiamRPNTracker(backend, config)
+    tracker = SiameseTracker(backend, config)
     h, w = real_frame.shape[:2]
     box = (w - 60.0, 20.0, 50.0, 40.0)  # near a corner: the search window leaves the frame
     tracker.init(real_frame, box)

@@ -14,7 +14,7 @@ from conftest import REPO, shared_dir
 from mlkd_tracker.cli import main
 from mlkd_tracker.errors import ModelFileError
 from mlkd_tracker.nets import DarkLighter, SiamRPN
-from mlkd_tracker.nets.checkpoint import load_siamrpn, save_checkpoint
+from mlkd_tracker.nets.checkpoint import load_network, save_checkpoint
 from mlkd_tracker.nets.darklighter import enhance_bgr_image, load_darklighter
 from reference_darklighter import random_darklighter_state, reference_enhance
 
@@ -127,7 +127,7 @@ def test_weights_load_from_teacher_files_and_mlkd_reference_layout(tmp_path):
     for path in (ours, tmp_path / "mlkd_teacher.pth"):
         model, _ = load_darklighter(path)
         assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
-    loaded, _ = load_siamrpn(tmp_path / "mlkd_teacher.pth")
+    loaded, _ = load_network(tmp_path / "mlkd_teacher.pth")
     assert isinstance(loaded.enhancer, DarkLighter)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in teacher.state_dict().items())
 
@@ -242,6 +242,7 @@ def test_repeated_passes_reuse_freed_memory_instead_of_faulting_it_in():
         return out[0] == "True", float(out[1])
 
     retained, faults = faults_per_pass()
-    assert retained and faults < 200
-    retained, faults = faults_per_pass(MALLOC_MMAP_MAX_="65536")  # the user's own malloc setting wins
-    assert not retained and faults > 2000  # glibc's defaults hand the buffers back every pass
+    left_alone, default_faults = faults_per_pass(MALLOC_MMAP_MAX_="65536")  # the user's own malloc setting wins
+    assert retained and not left_alone
+    assert default_faults > 5000  # glibc's defaults hand the buffers back every pass: ~50 MB faulted in again
+    assert faults < 2500 and faults * 10 < default_faults  # a few MB at most (Python's own arenas, thread stacks)

@@ -15,7 +15,7 @@ HERE = Path(__file__).resolve().parent
 def test_two_process_ml_run_stays_in_step(tmp_path):
     dataset = write_dataset(tmp_path / "data", sequences=2, frames=6)
     (tmp_path / "data" / "dataset.json").write_text(json.dumps(
-        [{"name": s.name, "frames": [str(f) for f in s.frame_paths], "gt": s.gt.tolist()} for s in dataset]))
+        [{"name": s.name, "frames": [str(f) for f in s.store.paths], "gt": s.gt.tolist()} for s in dataset]))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(HERE / "ddp_ml_run.py"), str(tmp_path / "run"), str(tmp_path / "data")]

@@ -10,7 +10,7 @@ from export_helpers import tiny_export
 from fakes import moving_square_frames
 from mlkd_tracker.backends import create_tracker, load_model
 from mlkd_tracker.errors import InputError, ModelFileError, SourceError
-from mlkd_training.data import Dataset, Sequence
+from mlkd_training.data import Dataset, FrameFiles, Sequence
 from mlkd_training.export.int8 import (NightCamera, QuantOptions, dataset_sequences, generated_night_sequences,
                                        layer_groups, quantize_int8, record_calibration_feeds, source_sequences)
 
@@ -111,7 +111,7 @@ def test_calibration_from_a_frames_folder_and_from_a_dataset(calibrated, tmp_pat
     clips = source_sequences(folder, count=5, frames=3)
     assert len(clips) == 3 and all(len(c) == 3 for c, _ in clips)  # 9 frames -> 3 clips of 3
     assert record_calibration_feeds(fp32, clips, quiet=True).search_feeds
-    seq = Sequence("square", sorted(folder.iterdir()), np.array(boxes, float))
+    seq = Sequence("square", FrameFiles(sorted(folder.iterdir())), np.array(boxes, float))
     clips = dataset_sequences(Dataset("tiny", [seq]), count=4, frames=4)
     assert len(clips) == 1 and clips[0][1] == tuple(float(v) for v in boxes[0])
     with pytest.raises(SourceError, match="fewer than 20 frames"):

@@ -16,7 +16,7 @@ from mlkd_tracker.backends.torch_backend import TorchBackend
 from mlkd_tracker.config import TrackerConfig
 from mlkd_tracker.errors import InputError, ModelFileError
 from mlkd_tracker.nets.checkpoint import save_checkpoint
-from mlkd_tracker.tracker import SiamRPNTracker
+from mlkd_tracker.tracker import SiameseTracker
 from mlkd_training.export.onnx_export import export_onnx, parity
 
 
@@ -62,7 +62,7 @@ def test_onnxruntime_tracks_the_same_boxes_as_torch():
     model, paths, tracking = tiny_export("student")
     frames, boxes = moving_square_frames(20, size=(240, 320), step=(3.0, 2.0))
     results = {}
-    for label, tracker in (("torch", SiamRPNTracker(TorchBackend(model, "cpu", "fp32"), tracking)),
+    for label, tracker in (("torch", SiameseTracker(TorchBackend(model, "cpu", "fp32"), tracking)),
                            ("onnxruntime", create_tracker(paths["search"], "cpu")[0])):
         tracker.init(frames[0], boxes[0])
         results[label] = np.array([(*r.box_xywh, r.score) for r in map(tracker.update, frames[1:])])

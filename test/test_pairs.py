@@ -7,6 +7,8 @@ import pytest
 from mlkd_tracker.errors import InputError, SourceError
 from mlkd_training.pairs import (AugmentConfig, CachedCanvases, FrameCanvases, PairConfig, PairDataset, PairSource,
                                  augment, frame_canvas, prepare_cache)
+from dataset_fixtures import write_uav_video_dataset
+from mlkd_training.data.readers import open_dataset
 from training_data import write_dataset
 
 NO_AUG = AugmentConfig(shift=0, scale=0, blur=0, flip=0, color=0)
@@ -113,6 +115,35 @@ def test_crop_cache_matches_full_frames_and_resumes(tiny, tmp_path):
     stamp = (cache / "seq1" / "000001.jpg").stat().st_mtime_ns
     prepare_cache(tiny, cache, config, progress=False)  # finished sequences are kept
     assert (cache / "seq1" / "000001.jpg").stat().st_mtime_ns == stamp
+
+
+def test_video_canvases_are_decoded_once_in_order_and_equal_the_crop_cache(tmp_path, monkeypatch):
+    write_uav_video_dataset(tmp_path / "vids", count=2, frames=30)
+    dataset = open_dataset(tmp_path / "vids")
+    config = PairConfig(pairs_per_epoch=4, neg=0.0)
+    cached = CachedCanvases(prepare_cache(dataset, tmp_path / "cache", config, progress=False), config)
+    reads = []
+    for seq in dataset:
+        monkeypatch.setattr(seq.store, "read", lambda i, read=seq.store.read, name=seq.name: reads.append((name, i))
+                            or read(i))
+    frames = FrameCanvases(dataset, config)
+    for video, frame in ((1, 29), (0, 3), (1, 0), (0, 17), (1, 28), (0, 3)):
+        (c1, b1), (c2, b2) = frames.canvas(video, frame), cached.canvas(video, frame)
+        assert np.array_equal(c1, c2) and np.allclose(b1, b2, atol=1e-3)  # the JPEG mlkd prepare writes
+    assert reads == [("vid2", i) for i in range(30)] + [("vid1", i) for i in range(30)]
+    assert all(seq.store._capture is None for seq in dataset)  # decoders released after their pass
+
+
+def test_video_canvases_past_the_memory_budget_are_read_per_frame(tmp_path):
+    write_uav_video_dataset(tmp_path / "vids", count=2, frames=20)
+    dataset = open_dataset(tmp_path / "vids")
+    config = PairConfig()
+    frames = FrameCanvases(dataset, config, memory_budget=1)
+    with pytest.warns(UserWarning, match="exceed the memory budget.*run mlkd prepare"):
+        frames.canvas(0, 5)
+    canvas, box = frames.canvas(1, 7)
+    expected, expected_box = frame_canvas(dataset[1].frame(7), dataset[1].gt[7], config)
+    assert np.array_equal(canvas, expected) and np.allclose(box, expected_box)
 
 
 def test_cache_errors_name_the_folder_and_the_fix(tiny, tmp_path):

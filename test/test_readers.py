@@ -41,7 +41,7 @@ def test_uav_layout_reads_boxes_attributes_and_frames_lazily(tmp_path):
     assert ds.attribute_names == sorted(UAV123_ATTRIBUTES)
     # frames are paths until asked for; a frame corrupted after opening fails only when read
     seq = ds["seq3"]
-    seq.frame_paths[4].write_bytes(b"not a jpeg")
+    seq.store.paths[4].write_bytes(b"not a jpeg")
     assert seq.frame(0).shape == (90, 120, 3)
     with pytest.raises(SourceError, match="000005.jpg"):
         seq.frame(4)
@@ -137,7 +137,7 @@ def test_pysot_json_with_attributes_and_visibility(tmp_path):
     (lambda p: p.mkdir(), "vot", "unknown dataset kind"),
     (lambda p: (p / "anno").mkdir(parents=True) or (p / "data_seq").mkdir(), "auto", "no annotation files"),
     (lambda p: write_uav_dataset(p, 1) and (p / "anno" / "seq9.txt").write_text("1,1,5,5\n"), "auto",
-     "frame folder not found"),
+     r"no frame folder seq9/ or video seq9\.mp4 .* for the box file .*seq9\.txt"),
 ])
 def test_bad_datasets_get_clear_errors(tmp_path, setup, kind, message):
     path = tmp_path / "ds"
@@ -154,5 +154,5 @@ def test_frame_order_is_natural(tmp_path):
     (tmp_path / "d" / "anno").mkdir()
     (tmp_path / "d" / "anno" / "s.txt").write_text("1,1,3,3\n" * 3)
     seq = open_dataset(tmp_path / "d")["s"]
-    assert [p.name for p in seq.frame_paths] == ["img1.png", "img2.png", "img10.png"]
+    assert [p.name for p in seq.store.paths] == ["img1.png", "img2.png", "img10.png"]
     assert seq.frame(2)[0, 0, 0] == 10

@@ -7,13 +7,13 @@ from hypothesis import strategies as st
 from fakes import PlantedPeakBackend, brightest_blob_offset, moving_square_frames
 from mlkd_tracker.config import TrackerConfig
 from mlkd_tracker.errors import InputError
-from mlkd_tracker.tracker import SiamRPNTracker, Status
+from mlkd_tracker.tracker import SiameseTracker, Status
 
 
 def test_box_follows_a_planted_peak_frame_after_frame():
     frames, truth = moving_square_frames(25, step=(7.0, 4.0))
     backend = PlantedPeakBackend(brightest_blob_offset)
-    tracker = SiamRPNTracker(backend, TrackerConfig())
+    tracker = SiameseTracker(backend, TrackerConfig())
     tracker.init(frames[0], truth[0])
     for frame, (x, y, w, h) in zip(frames[1:], truth[1:]):
         r = tracker.update(frame)
@@ -25,7 +25,7 @@ def test_box_follows_a_planted_peak_frame_after_frame():
 
 def test_fixed_offset_moves_the_box_by_offset_over_scale_each_frame():
     cfg = TrackerConfig(window_influence=0.0)
-    tracker = SiamRPNTracker(PlantedPeakBackend(lambda crop: (16.0, -8.0), cfg), cfg)
+    tracker = SiameseTracker(PlantedPeakBackend(lambda crop: (16.0, -8.0), cfg), cfg)
     frame = np.full((720, 1280, 3), 50, np.uint8)
     tracker.init(frame, (600, 300, 40, 40))
     scale = cfg.exemplar_size / np.sqrt((40 + 40) * (40 + 40))  # s_z with context 0.5*(w+h)
@@ -41,7 +41,7 @@ def test_fixed_offset_moves_the_box_by_offset_over_scale_each_frame():
 def test_status_turns_lost_after_n_weak_frames_and_tracking_continues():
     cfg = TrackerConfig(lost_threshold=0.5, lost_frames=3)
     backend = PlantedPeakBackend(lambda crop: (0.0, 0.0), cfg, peak_logit=-2.0)  # peak score ~0.02
-    tracker = SiamRPNTracker(backend, cfg)
+    tracker = SiameseTracker(backend, cfg)
     frame = np.full((100, 100, 3), 10, np.uint8)
     tracker.init(frame, (40, 40, 20, 20))
     statuses = [tracker.update(frame).status for _ in range(5)]
@@ -54,7 +54,7 @@ def test_deterministic():
     frames, truth = moving_square_frames(8)
     runs = []
     for _ in range(2):
-        t = SiamRPNTracker(PlantedPeakBackend(brightest_blob_offset))
+        t = SiameseTracker(PlantedPeakBackend(brightest_blob_offset))
         t.init(frames[0], truth[0])
         runs.append([t.update(f).box_xywh for f in frames[1:]])
     assert runs[0] == runs[1]
@@ -66,7 +66,7 @@ def test_deterministic():
     ((10, float("nan"), 5, 5), "non-finite"), ((1, 2, 3), "4 numbers"),
 ])
 def test_bad_init_boxes_are_rejected(box, message):
-    t = SiamRPNTracker(PlantedPeakBackend(lambda c: (0, 0)))
+    t = SiameseTracker(PlantedPeakBackend(lambda c: (0, 0)))
     with pytest.raises(InputError, match=message):
         t.init(np.zeros((100, 150, 3), np.uint8), box)
 
@@ -78,20 +78,20 @@ def test_bad_init_boxes_are_rejected(box, message):
     ([[0, 1]], "numpy array"),
 ])
 def test_bad_frames_are_rejected(frame, message):
-    t = SiamRPNTracker(PlantedPeakBackend(lambda c: (0, 0)))
+    t = SiameseTracker(PlantedPeakBackend(lambda c: (0, 0)))
     with pytest.raises(InputError, match=message):
         t.init(frame, (10, 10, 10, 10))
 
 
 def test_grayscale_frames_are_converted():
-    t = SiamRPNTracker(PlantedPeakBackend(lambda c: (0, 0)))
+    t = SiameseTracker(PlantedPeakBackend(lambda c: (0, 0)))
     t.init(np.full((60, 80), 100, np.uint8), (10, 10, 20, 20))
     r = t.update(np.full((60, 80, 1), 100, np.uint8))
     assert r.status is Status.TRACKING
 
 
 def test_frame_size_change_and_update_before_init_are_clear_errors():
-    t = SiamRPNTracker(PlantedPeakBackend(lambda c: (0, 0)))
+    t = SiameseTracker(PlantedPeakBackend(lambda c: (0, 0)))
     with pytest.raises(InputError, match="not initialised"):
         t.update(np.zeros((60, 80, 3), np.uint8))
     t.init(np.zeros((60, 80, 3), np.uint8), (10, 10, 20, 20))
@@ -131,7 +131,7 @@ def test_never_nan_inf_or_outside_the_frame(h, w, seed, box, wild, steps):
     loc = rng.normal(0, 3, (1, 4 * a, s, s)).astype(np.float32)
     cls.flat[rng.integers(0, cls.size, 5)] = wild
     loc.flat[rng.integers(0, loc.size, 20)] = wild
-    t = SiamRPNTracker(RandomOutputBackend(cls, loc), cfg)
+    t = SiameseTracker(RandomOutputBackend(cls, loc), cfg)
     frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     t.init(frame, box)
     for _ in range(steps):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlkd_training.data.sequence import Dataset, Sequence
+from mlkd_training.data.sequence import Dataset, FrameFiles, Sequence
 
 
 def write_sequence(folder: Path, name: str, frames: int = 8, size=(160, 200), side: int = 28,
@@ -39,7 +39,7 @@ def write_sequence(folder: Path, name: str, frames: int = 8, size=(160, 200), si
         y = float(np.clip(y + vy, 2, h - side - 2))
     # the frames and groundtruth.txt make the folder a GOT-10k-style sequence the readers open
     (out / "groundtruth.txt").write_text("".join(f"{b[0]},{b[1]},{b[2]},{b[3]}\n" for b in boxes))
-    return Sequence(name, paths, np.array(boxes, np.float64))
+    return Sequence(name, FrameFiles(paths), np.array(boxes, np.float64))
 
 
 def write_dataset(folder: Path, name: str = "tiny", sequences: int = 3, frames: int = 8, size=(160, 200),

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from mlkd_tracker.config import TrackerConfig, default_model_path, load_model_spec
 from mlkd_tracker.errors import InputError, ModelFileError
-from mlkd_tracker.tracker import Backend, SiamRPNTracker
+from mlkd_tracker.tracker import Backend, SiameseTracker
 
 # suffix -> module with ``open_model(path, device, precision, log) -> LoadedModel`` and ``SUFFIXES``
 BACKEND_MODULES: dict[str, str] = {
@@ -93,8 +93,8 @@ def load_model(path: str | os.PathLike | None = None, device: str = "auto", prec
 def create_tracker(path: str | os.PathLike | None = None, device: str = "auto", precision: str = "auto",
                    overrides: Mapping[str, Any] | None = None, allow_random_weights: bool = False,
                    backend: str = "auto", log: Callable[[str], None] | None = None,
-                   ) -> tuple[SiamRPNTracker, LoadedModel]:
+                   ) -> tuple[SiameseTracker, LoadedModel]:
     """A tracker for a model file, with tracking values from the file updated by ``overrides``."""
     loaded = load_model(path, device, precision, allow_random_weights, backend, log)
     config = loaded.config.replace(**overrides) if overrides else loaded.config
-    return SiamRPNTracker(loaded.backend, config), loaded
+    return SiameseTracker(loaded.backend, config), loaded

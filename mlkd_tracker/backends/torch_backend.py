@@ -11,7 +11,8 @@ import torch
 from mlkd_tracker.backends import LoadedModel
 from mlkd_tracker.config import ModelSpec
 from mlkd_tracker.errors import InputError
-from mlkd_tracker.nets.checkpoint import CHECKPOINT_SUFFIXES, checkpoint_tracking, load_siamrpn
+from mlkd_tracker.nets.checkpoint import CHECKPOINT_SUFFIXES, checkpoint_tracking, load_network
+from mlkd_tracker.nets.nanotrack import NanoTrack
 from mlkd_tracker.nets.siamrpn import SiamRPN, fold_batchnorm
 
 SUFFIXES = CHECKPOINT_SUFFIXES
@@ -52,11 +53,11 @@ def denormals_flushed():
 
 
 class TorchBackend:
-    """Runs :class:`SiamRPN`'s template branch once per target and its search branch per frame."""
+    """Runs a network's (SiamRPN or NanoTrack) template branch once per target and its search branch per frame."""
 
     name = "torch"
 
-    def __init__(self, model: SiamRPN, device: str = "auto", precision: str = "auto"):
+    def __init__(self, model: SiamRPN | NanoTrack, device: str = "auto", precision: str = "auto"):
         self.device, self.dtype = resolve_device(device, precision)
         self._memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         self._float_mode = denormals_flushed if self.device.type == "cpu" else nullcontext
@@ -87,15 +88,21 @@ def _info(backend: TorchBackend, file: str, **extra: Any) -> dict[str, Any]:
 
 def open_model(path: Path, device: str = "auto", precision: str = "auto",
                log: Callable[[str], None] | None = None) -> LoadedModel:
-    """A torch backend for a checkpoint; tracking values from its meta, else its layout's defaults."""
-    model, meta = load_siamrpn(path)
-    config = checkpoint_tracking(meta, str(path))
+    """A torch backend for a checkpoint; tracking values from its meta, else the authors' values for a
+    released NanoTrack or pysot model-zoo file, else MLKD-Track's (``checkpoint_tracking``)."""
+    model, meta = load_network(path)
+    config = checkpoint_tracking(meta, model.arch(), str(path))
     backend = TorchBackend(model, device, precision)
     name = str(meta.get("name", path.stem))
-    info = _info(backend, str(path), width=model.width, files=[str(path)], model_bytes=path.stat().st_size)
+    info = _info(backend, str(path), **_arch_info(model), files=[str(path)], model_bytes=path.stat().st_size)
     if log:
         log(f"torch: {name} on {info['device']} {info['precision']}")
     return LoadedModel(backend, config, name, info)
+
+
+def _arch_info(model: SiamRPN | NanoTrack) -> dict[str, Any]:
+    """What ``LoadedModel.info`` says of the architecture: SiamRPN's width or NanoTrack's version."""
+    return {k: v for k, v in model.arch().items() if k in ("type", "width", "version")}
 
 
 def random_weights_model(spec: ModelSpec, device: str = "auto", precision: str = "auto",
@@ -106,8 +113,9 @@ def random_weights_model(spec: ModelSpec, device: str = "auto", precision: str =
     if spec.enhancer:
         from mlkd_tracker.nets.darklighter import DarkLighter
         enhancer = DarkLighter()
-    model = SiamRPN(width=spec.width, enhancer=enhancer)
+    model = (NanoTrack(spec.version, enhancer=enhancer) if spec.arch == "nanotrack"
+             else SiamRPN(width=spec.width, enhancer=enhancer))
     size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     backend = TorchBackend(model, device, precision)
     return LoadedModel(backend, spec.tracking, spec.name + " (random weights)",
-                       _info(backend, "<random weights>", width=spec.width, model_bytes=size))
+                       _info(backend, "<random weights>", **_arch_info(model), model_bytes=size))

@@ -307,5 +307,5 @@ def _compute_floor(torch_run: Run | None, frame, stages) -> dict | None:
     floor_ms = flops / (gflops * 1e9) * 1e3
     search_p50 = float(np.percentile(stages[torch_run.name]["search"], 50))
     return {"search_gflop": flops / 1e9, "matmul_gflops": gflops, "floor_ms": floor_ms,
-            "network_p50_ms": search_p50, "ratio": search_p50 / floor_ms, "width": backend.model.width,
+            "network_p50_ms": search_p50, "ratio": search_p50 / floor_ms, "arch": backend.model.arch(),
             "threads": torch.get_num_threads()}

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from mlkd_tracker.frames import as_bgr_frame
     from mlkd_tracker.nets.darklighter import enhance_bgr_image, load_darklighter
     from mlkd_tracker.report import format_table, latency_stats
-    from mlkd_tracker.sources import IMAGE_SUFFIXES, open_source
+    from mlkd_tracker.sources import IMAGE_SUFFIXES, open_source, read_image
 
     if args.show and not _has_display():
         raise InputError("--show needs a display and an OpenCV build with GUI support")
@@ -110,10 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
     times: list[float] = []
     if kind == "image":
-        frame = cv2.imread(str(source), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise SourceError(f"cannot read image {source} (corrupt or not an image)")
-        result, ms = process(frame)
+        result, ms = process(read_image(source))
         times.append(ms)
         _write_image(output, result)
         if args.show:

@@ -1,10 +1,11 @@
-"""Reading and writing SiamRPN checkpoints (pysot / MLKD / our own), safely and atomically.
+"""Reading and writing tracker checkpoints (pysot / MLKD SiamRPN, NanoTrack, our own), safely and atomically.
 
 Accepted layouts: a plain state dict, ``{"state_dict": ...}`` or ``{"model": ...}``, keys with
 or without the DataParallel ``module.`` prefix (MLKD teachers' ``backbone.enhancer.*`` read as
-``enhancer.*``; pysot model-zoo ``alexnetlegacy`` backbones ``backbone.features.N.*`` read as
-``backbone.layerL.*``), ``.pth``/``.pt`` (always ``weights_only=True``)
+``enhancer.*``; pysot model-zoo SiamRPN ``alexnetlegacy`` backbones ``backbone.features.N.*`` read
+as ``backbone.layerL.*``), ``.pth``/``.pt`` (always ``weights_only=True``)
 or ``.safetensors``. Our own files add ``"meta"``: architecture and tracking values.
+The architecture is recognised from the weights: NanoTrack v1/v2/v3 by their heads, SiamRPN otherwise.
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from mlkd_tracker.config import TrackerConfig, default_tracker_config, load_model_spec, models_dir
+from mlkd_tracker.config import TrackerConfig, architecture_tracker_config, load_model_spec, models_dir
 from mlkd_tracker.errors import ModelFileError
 from mlkd_tracker.report import atomic_output
+from mlkd_tracker.nets.nanotrack import NanoTrack, nanotrack_version
 from mlkd_tracker.nets.siamrpn import ALEXNET_CHANNELS, SiamRPN, scaled_channels
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
@@ -36,6 +38,19 @@ PYSOT_MODEL_CONFIG = "pysot_siamrpn_alex_dwxcorr.yaml"  # pysot's tracking value
 _LEGACY_KEY = re.compile(r"backbone\.features\.(\d+)\.(.+)")
 
 
+def _numpy_scalar_globals() -> list:
+    """The numpy types a checkpoint's optimizer state needs: released NanoTrack files keep the learning rate
+    as a numpy float64 (pickled as ``numpy.core.multiarray.scalar`` with a float64 dtype; numpy 2 writes
+    ``numpy._core``). Nothing else is allowed: arrays, for one, stay refused."""
+    import numpy as np
+
+    scalar = (getattr(np, "_core", None) or np.core).multiarray.scalar  # numpy 2 moved numpy.core to numpy._core
+    allowed = [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype]
+    if hasattr(np, "dtypes"):  # numpy >= 1.25 gives every dtype its own class
+        allowed.append(np.dtypes.Float64DType)
+    return allowed
+
+
 def _legacy_backbone_key(key: str) -> str:
     found = _LEGACY_KEY.fullmatch(key)
     if not found or int(found.group(1)) not in PYSOT_LEGACY_BACKBONE:
@@ -44,13 +59,14 @@ def _legacy_backbone_key(key: str) -> str:
 
 
 def _normalise_keys(state: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Keys in our layout, and whether the backbone was pysot's legacy one."""
+    """Keys in our layout, and whether the backbone was pysot's legacy one (a SiamRPN head behind
+    ``backbone.features``; NanoTrack's backbone has that name too)."""
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
-    legacy = any(_LEGACY_KEY.fullmatch(k) for k in state)
+    legacy = any(_LEGACY_KEY.fullmatch(k) for k in state) and any(k.startswith("rpn_head.") for k in state)
     # MLKD reference teachers keep DarkLighter inside the backbone (Enhance_AlexNet)
     return {("enhancer." + k[len("backbone.enhancer."):] if k.startswith("backbone.enhancer.")
-             else _legacy_backbone_key(k)): v for k, v in state.items()}, legacy
+             else _legacy_backbone_key(k) if legacy else k): v for k, v in state.items()}, legacy
 
 
 def _last_line(exc: BaseException) -> str:
@@ -74,7 +90,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
             raise ModelFileError(f"{path} is not a readable safetensors file: {exc}") from exc
     else:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(_numpy_scalar_globals()):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
             if found:  # the pickle wants to import and call something
@@ -100,15 +117,15 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return state, meta
 
 
-def checkpoint_tracking(meta: Mapping[str, Any], source: str) -> TrackerConfig:
+def checkpoint_tracking(meta: Mapping[str, Any], arch: Mapping[str, Any], source: str) -> TrackerConfig:
     """Tracking values for a checkpoint: its own, else pysot's for a pysot model-zoo (alexnetlegacy) file,
-    else MLKD-Track's."""
+    else its architecture's defaults (``architecture_tracker_config``; ``arch`` is ``model.arch()``)."""
     tracking = meta.get("tracking")
     if isinstance(tracking, dict):
         return TrackerConfig.from_dict(tracking, source)
     if meta.get("layout") == PYSOT_LEGACY_LAYOUT:
         return load_model_spec(models_dir() / PYSOT_MODEL_CONFIG).tracking
-    return default_tracker_config()
+    return architecture_tracker_config(arch)
 
 
 def infer_width(state: Mapping[str, torch.Tensor]) -> float:
@@ -152,28 +169,36 @@ def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
             if items:
                 shown = ", ".join(items[:_LIST_LIMIT]) + (f", ... ({len(items)} in all)" if len(items) > _LIST_LIMIT else "")
                 parts.append(f"{label} keys: {shown}")
-        raise ModelFileError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
+        target = type(model).__name__
+        if isinstance(model, SiamRPN) and not any(k.startswith(("backbone.layer", "rpn_head.")) for k in state):
+            target = ("any supported architecture (SiamRPN-AlexNet: backbone.layer1-5 + rpn_head.*; "
+                      "NanoTrack v1/v2/v3: backbone.features.* + ban_head.*)")
+        raise ModelFileError(f"{source} does not fit {target}: " + "; ".join(parts))
     full = dict(state)
     for k, v in expected.items():
         full.setdefault(k, v)  # only num_batches_tracked can be absent here
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in full.items()}, strict=True)
 
 
-def build_siamrpn(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> SiamRPN:
-    """An empty SiamRPN whose architecture matches a state dict (width inferred when meta lacks it)."""
-    arch = meta.get("arch", {}) if isinstance(meta.get("arch"), dict) else {}
-    width = float(arch.get("width", infer_width(state)))
+def build_network(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> SiamRPN | NanoTrack:
+    """An empty network whose architecture matches a state dict: NanoTrack when its head says which
+    version, else SiamRPN (width inferred when meta lacks it); teachers get DarkLighter in front."""
     enhancer = None
     if any(k.startswith("enhancer.") for k in state):
         from mlkd_tracker.nets.darklighter import DarkLighter  # the teacher: enhancer in front
         enhancer = DarkLighter()
+    version = nanotrack_version(state)
+    if version is not None:
+        return NanoTrack(version, enhancer=enhancer)
+    arch = meta.get("arch", {}) if isinstance(meta.get("arch"), dict) else {}
+    width = float(arch.get("width", infer_width(state)))
     return SiamRPN(width=width, enhancer=enhancer)
 
 
-def load_siamrpn(path: str | os.PathLike) -> tuple[SiamRPN, dict[str, Any]]:
-    """Load a SiamRPN (student or teacher) from a checkpoint file, in eval mode, fp32 on the CPU."""
+def load_network(path: str | os.PathLike) -> tuple[SiamRPN | NanoTrack, dict[str, Any]]:
+    """Load a tracker network (student or teacher, any architecture) from a checkpoint, in eval mode, fp32 on the CPU."""
     state, meta = read_checkpoint(path)
-    model = build_siamrpn(state, meta)
+    model = build_network(state, meta)
     source = str(path) + (" (pysot alexnetlegacy backbone.features.N read as backbone.layerL.i)"
                           if meta.get("layout") == PYSOT_LEGACY_LAYOUT else "")
     load_state_strict(model, state, source)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Export a SiamRPN checkpoint (student or teacher) for deployment. --onnx writes PREFIX.template.onnx "
+        "Export a SiamRPN or NanoTrack checkpoint (student or teacher) for deployment. --onnx writes PREFIX.template.onnx "
         "(crop -> correlation kernels, run once per target) and PREFIX.search.onnx (crop + kernels -> cls, loc, "
         "run per frame) with the tracking values inside; --int8 adds PREFIX.int8.*.onnx for CPUs; --engine "
         "builds TensorRT engines beside the ONNX. Any of these files then runs with 'mlkd track --model'.")

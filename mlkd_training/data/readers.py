@@ -3,7 +3,9 @@
 Layouts (``open_dataset`` tells them apart; ``kind`` forces one):
 
 - ``uav``: ``anno/<seq>.txt`` + ``data_seq/<seq>/*.jpg`` (UAVDark135, NAT2021 test and L,
-  DarkTrack2021, UAV123-style; UAVDark70 names its frame folder ``Seq/``). One level of
+  DarkTrack2021, UAV123-style; UAVDark70 names its frame folder ``Seq/``), or a video
+  ``data_seq/<seq>.mp4`` (any suffix of ``VIDEO_SUFFIXES``) whose frame i is line i of the box
+  file: a box file longer or shorter than the video is an error. One level of
   nesting is followed (``anno/UAV123/``, ``data_seq/UAV123/``). Optional attribute files
   ``att/<seq>.txt`` (under ``anno/`` or the root): one line of 0/1 flags; 12 flags take the
   UAV123 names in UAV123's order, other counts are named ``attr1`` ... ``attrN``.
@@ -20,8 +22,9 @@ Layouts (``open_dataset`` tells them apart; ``kind`` forces one):
 Box files: one ``x,y,w,h`` per frame separated by commas, tabs or spaces; a line of NaN or an
 empty line means no ground truth for that frame (blank lines at the end of a file are not
 rows). Anything else raises :class:`SourceError` naming the file and line. When a sequence has
-more frames than boxes only the annotated frames are kept (a warning says so), as the pysot
-toolkits do; a single box (GOT-10k test split) leaves the other frames without ground truth.
+more frame files than boxes only the annotated frames are kept (a warning says so), as the pysot
+toolkits do; a single box (GOT-10k test split, user-initialised clips) leaves the other frames
+without ground truth.
 """
 from __future__ import annotations
 
@@ -35,8 +38,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from mlkd_tracker.errors import SourceError
-from mlkd_tracker.sources import IMAGE_SUFFIXES, natural_key
-from mlkd_training.data.sequence import Dataset, Sequence
+from mlkd_tracker.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key
+from mlkd_training.data.sequence import Dataset, FrameFiles, FrameStore, Sequence, VideoFrames
 
 UAV123_ATTRIBUTES = ("SV", "ARC", "LR", "FM", "FOC", "POC", "OV", "BC", "IV", "VC", "CM", "SOB")
 KIND_ALIASES = {
@@ -78,6 +81,11 @@ def parse_boxes(text: str, source: str) -> np.ndarray:
             raise SourceError(f"{source}:{i + 1}: {_BOX_FORMAT}; got {stripped[:80]!r}")
         boxes[i] = values
     return boxes
+
+
+def format_boxes(boxes) -> str:
+    """Box-file text (ground truth or results): one ``x,y,w,h`` line per box, 4 decimals; ``nan`` for none."""
+    return "".join(",".join(f"{float(v):.4f}" for v in box) + "\n" for box in boxes)
 
 
 def read_boxes(path: str | os.PathLike) -> np.ndarray:
@@ -130,7 +138,7 @@ class FrameList(SequenceABC):
         return self.root / self.names[index]
 
 
-def list_frames(folder: Path) -> list[Path]:
+def list_frames(folder: Path) -> FrameFiles:
     """Image files of a frame folder (or its ``img/`` subfolder) in natural order."""
     if not folder.is_dir():
         raise SourceError(f"frame folder not found: {folder}")
@@ -139,10 +147,10 @@ def list_frames(folder: Path) -> list[Path]:
         return list_frames(folder / "img")
     if not paths:
         raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in frame folder {folder}")
-    return sorted(paths, key=lambda p: natural_key(p.name))
+    return FrameFiles(sorted(paths, key=lambda p: natural_key(p.name)))
 
 
-def fit_frames(name: str, frames: SequenceABC, gt: np.ndarray, source: str) -> tuple[SequenceABC, np.ndarray]:
+def fit_frames(name: str, frames: FrameStore, gt: np.ndarray, source: str) -> tuple[FrameStore, np.ndarray]:
     """Reconcile frame and box counts as the benchmark toolkits do (see the module docstring)."""
     if len(gt) == len(frames):
         return frames, gt
@@ -150,11 +158,35 @@ def fit_frames(name: str, frames: SequenceABC, gt: np.ndarray, source: str) -> t
         raise SourceError(f"{source}: no boxes for sequence {name}")
     if len(gt) == 1:  # first-frame box only (GOT-10k test split, user-initialised clips)
         return frames, np.vstack([gt, np.full((len(frames) - 1, 4), np.nan)])
+    if isinstance(frames, VideoFrames):
+        raise SourceError(f"{source}: {len(gt)} boxes but video {frames.path} has {len(frames)} frames "
+                          f"(frame i of the video goes with line i of the box file)")
     if len(gt) > len(frames):
         raise SourceError(f"{source}: {len(gt)} boxes but only {len(frames)} frames for sequence {name}")
     warnings.warn(f"sequence {name}: {len(frames)} frames but {len(gt)} boxes in {source}; "
                   f"using the first {len(gt)} frames", stacklevel=3)
-    return frames[:len(gt)], gt
+    return frames.head(len(gt)), gt
+
+
+def _videos(folder: Path) -> dict[str, Path]:
+    """``{stem: path}`` of the video files in ``folder``; two videos of one name are an error."""
+    found: dict[str, Path] = {}
+    for path in folder.iterdir():
+        if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file():
+            if path.stem in found:
+                raise SourceError(f"{folder}: two videos for sequence {path.stem}: {found[path.stem].name}, {path.name}")
+            found[path.stem] = path
+    return found
+
+
+def sequence_frames(frames_dir: Path, videos: dict[str, Path], name: str, box_file: Path) -> FrameStore:
+    """The frames of sequence ``name``: its frame folder, else its video."""
+    if (frames_dir / name).is_dir():
+        return list_frames(frames_dir / name)
+    if name in videos:
+        return VideoFrames.probe(videos[name], boxes=str(box_file))
+    raise SourceError(f"{frames_dir}: no frame folder {name}/ or video {name}.mp4 (or "
+                      f"{', '.join(sorted(VIDEO_SUFFIXES - {'.mp4'}))}) for the box file {box_file}")
 
 
 def _single_subdir(folder: Path, has: Callable[[Path], bool]) -> Path:
@@ -186,17 +218,23 @@ def read_uav(root: str | os.PathLike, sequences: Iterable[str] | None = None, na
     anno, frames_dir = _find_child(root, _ANNO_DIRS), _find_child(root, _FRAME_DIRS)
     if anno is None or frames_dir is None:
         raise SourceError(f"{root}: expected folders {'/'.join(_ANNO_DIRS)} (x,y,w,h files) and "
-                          f"{'/'.join(_FRAME_DIRS)} (one frame folder per sequence)")
+                          f"{'/'.join(_FRAME_DIRS)} (one frame folder or video per sequence)")
     anno = _single_subdir(anno, lambda d: any(d.glob("*.txt")))
     names = sorted((p.stem for p in anno.glob("*.txt")), key=natural_key)
     if not names:
         raise SourceError(f"no annotation files (*.txt) in {anno}")
-    frames_dir = _single_subdir(frames_dir, lambda d: (d / names[0]).is_dir())
+    frames_dir = _single_subdir(frames_dir, lambda d: (d / names[0]).is_dir() or names[0] in _videos(d))
+    videos = _videos(frames_dir)
+    unannotated = sorted(set(videos) - set(names), key=natural_key)
+    if unannotated:
+        raise SourceError(f"video {videos[unannotated[0]]} has no box file {anno / unannotated[0]}.txt"
+                          + (f" (nor {len(unannotated) - 1} more videos)" if len(unannotated) > 1 else ""))
     attr_dir = _find_child(anno, _ATTR_DIRS) or _find_child(root, _ATTR_DIRS)
     seqs = []
     for seq_name in _select(names, sequences, str(root)):
         anno_file = anno / f"{seq_name}.txt"
-        frames, gt = fit_frames(seq_name, list_frames(frames_dir / seq_name), read_boxes(anno_file), str(anno_file))
+        gt = read_boxes(anno_file)
+        frames, gt = fit_frames(seq_name, sequence_frames(frames_dir, videos, seq_name, anno_file), gt, str(anno_file))
         attrs: dict[str, bool | np.ndarray] = {}
         if attr_dir is not None and (attr_dir / f"{seq_name}.txt").is_file():
             flags = read_flags(attr_dir / f"{seq_name}.txt", one_line=True)
@@ -310,8 +348,8 @@ def read_pysot_json(path: str | os.PathLike, sequences: Iterable[str] | None = N
         where = f"{path} [{seq_name}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("img_names"), list) or "gt_rect" not in entry:
             raise SourceError(f"{where}: expected keys img_names (list) and gt_rect")
-        frames = FrameList(root, entry["img_names"])
-        for frame in (frames[0], frames[-1]) if len(frames) else ():
+        frames = FrameFiles(FrameList(root, entry["img_names"]))
+        for frame in (frames.paths[0], frames.paths[-1]) if len(frames) else ():
             if not frame.is_file():
                 raise SourceError(f"{where}: frame {frame} not found (img_names are relative to {root})")
         frames, gt = fit_frames(seq_name, frames, _json_boxes(entry["gt_rect"], where), str(path))

@@ -39,11 +39,10 @@ import numpy as np
 
 from mlkd_tracker.errors import InputError, SourceError
 from mlkd_tracker.report import write_json_atomic, write_text_atomic
-from mlkd_tracker.sources import IMAGE_SUFFIXES, natural_key
+from mlkd_tracker.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key
 from mlkd_training.data.degrade import (NightCamera, NightParams, NightRanges, draw_uniform, encode_jpeg,
                                         exposed_signal, sample_night_params)
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 # photographs shipped inside the scikit-image wheel (no download); the rest of skimage.data is
 # microscopy, astronomy, text or synthetic test patterns
 BUILTIN_PHOTOS = ("astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png",

@@ -25,7 +25,7 @@ from mlkd_tracker.errors import InputError, ModelFileError, SourceError
 from mlkd_tracker.nets.checkpoint import read_checkpoint, save_checkpoint
 from mlkd_tracker.nets.darklighter import DarkLighter, load_darklighter
 from mlkd_tracker.report import write_bytes_atomic, write_json_atomic
-from mlkd_tracker.sources import IMAGE_SUFFIXES, natural_key
+from mlkd_tracker.sources import IMAGE_SUFFIXES, natural_key, read_image
 from mlkd_training.enhancer.losses import LossWeights, VGG16Features, darklighter_loss, load_vgg16_features
 
 LAST = "last.pth"
@@ -82,10 +82,7 @@ class LowLightImages(torch.utils.data.Dataset):
 
     def read(self, index: int) -> np.ndarray:
         """Image ``index`` resized, HxWx3 uint8 BGR."""
-        path = self.paths[index]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SourceError(f"cannot read training image {path} (corrupt or not an image)")
+        image = read_image(self.paths[index], "training image")
         return cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
 
     def __getitem__(self, index: int) -> torch.Tensor:

@@ -102,3 +102,22 @@ def plot_all(evaluations: Sequence[TrackerEvaluation], out_dir: Path, dataset: s
         paths += [plot_attributes(evaluations, kind, out_dir / f"attributes_{kind}.png", attributes)
                   for kind in ("success", "precision")]
     return paths
+
+
+def plot_per_sequence(values: dict[str, Sequence[float]], sequences: Sequence[str], path: Path, ylabel: str,
+                      title: str) -> Path:
+    """Grouped bars: one group per sequence, one bar per tracker (``values``: tracker -> one value per sequence)."""
+    plt, fig, axes = _figure(1, 1, (max(8.0, 0.45 * len(sequences) * max(1, len(values))), 4.5))
+    ax = axes[0][0]
+    width = 0.8 / max(1, len(values))
+    for i, (name, ys) in enumerate(values.items()):
+        ax.bar([j + (i - (len(values) - 1) / 2) * width for j in range(len(sequences))], ys, width,
+               label=f"{name} (mean {sum(ys) / max(1, len(ys)):.3f})")
+    ax.set_xticks(range(len(sequences)), sequences, rotation=60, ha="right", fontsize=8)
+    ax.set(ylabel=ylabel, ylim=(0, 1.0), title=title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+    return path

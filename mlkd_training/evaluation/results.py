@@ -13,7 +13,7 @@ import numpy as np
 
 from mlkd_tracker.errors import SourceError
 from mlkd_tracker.report import write_json_atomic, write_text_atomic
-from mlkd_training.data.readers import read_boxes
+from mlkd_training.data.readers import format_boxes, read_boxes
 from mlkd_training.data.sequence import Dataset
 from mlkd_training.evaluation.metrics import TrackerEvaluation, evaluate_tracker
 
@@ -23,11 +23,6 @@ SPEED_FILE = "speed.json"
 def tracker_dir(results_root: str | os.PathLike, dataset: str, tracker: str) -> Path:
     """``<results>/<dataset>/<tracker>``."""
     return Path(results_root) / dataset / tracker
-
-
-def format_boxes(boxes) -> str:
-    """Result-file text: one ``x,y,w,h`` line per box, 4 decimals."""
-    return "".join(",".join(f"{float(v):.4f}" for v in box) + "\n" for box in boxes)
 
 
 def write_result(folder: Path, seq: str, boxes) -> Path:

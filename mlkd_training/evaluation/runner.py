@@ -1,10 +1,14 @@
 """``mlkd test``: run one tracker over every sequence of a dataset, one-pass (OPE), resumable.
 
 A tracker is named by a spec: a model file (any backend :func:`mlkd_tracker.backends.create_tracker`
-opens) or the name of a classical OpenCV peer (``csrt``, ``kcf``, ``mosse`` ...). Each sequence
+opens) or an OpenCV peer (``csrt``, ``kcf``, ``mosse`` ..., ``nano:BACKBONE.onnx,HEAD.onnx``). Each sequence
 starts from its first ground-truth box; the result file holds that box and then one tracked box
 per frame. Timing follows pysot: only ``init`` and ``update`` calls are timed, frame decoding is
 not. Finished sequences (a result file with one line per frame) are skipped on a re-run.
+
+OpenCV's thread pool (the OpenCV peers, TrackerNano's networks, crops, video decoding) has
+``TrackerSpec.threads`` threads in each tracking process: by default OpenCV's own choice (one
+per core) in a single process, 1 in each of several workers.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import Any, Mapping
 
 from mlkd_tracker.errors import InputError
 from mlkd_training.data.sequence import Dataset, Sequence
-from mlkd_training.evaluation.peers import PEER_NAMES, OpenCVTracker
+from mlkd_training.evaluation.peers import OpenCVTracker, is_peer_spec, peer_result_name
 from mlkd_training.evaluation.results import is_complete, read_speed, tracker_dir, write_result, write_speed
 
 
@@ -29,10 +33,11 @@ class TrackerSpec:
     device: str = "auto"
     precision: str = "auto"
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # OpenCV threads per tracking process (None: see the module docstring)
 
     @property
     def is_peer(self) -> bool:
-        return self.spec.lower() in PEER_NAMES and not Path(self.spec).exists()
+        return is_peer_spec(self.spec)
 
     def build(self):
         """A fresh tracker with ``init(frame, box)`` / ``update(frame) -> TrackResult``."""
@@ -46,20 +51,19 @@ class TrackerSpec:
 
 
 def default_tracker_name(spec: str) -> str:
-    """``csrt`` for a peer, the file stem for a model file (``models/student.pth`` -> ``student``)."""
-    return spec.lower() if spec.lower() in PEER_NAMES and not Path(spec).exists() else Path(spec).stem
+    """A peer's result name (``csrt``, ``opencv-nano``), the file stem for a model file (``models/student.pth`` -> ``student``)."""
+    return peer_result_name(spec) if is_peer_spec(spec) else Path(spec).stem
 
 
 def track_sequence(tracker, seq: Sequence) -> tuple[list[tuple[float, ...]], float]:
     """One-pass run: boxes for every frame (the first is the init box) and the seconds spent tracking."""
     init_box = seq.init_box
-    first = seq.frame(0)
+    frames = seq.frames()  # in order: a video is decoded once
     t0 = time.perf_counter()
-    tracker.init(first, init_box)
+    tracker.init(next(frames), init_box)
     seconds = time.perf_counter() - t0
     boxes = [init_box]
-    for i in range(1, len(seq)):
-        frame = seq.frame(i)
+    for frame in frames:
         t0 = time.perf_counter()
         result = tracker.update(frame)
         seconds += time.perf_counter() - t0
@@ -90,7 +94,7 @@ def _worker_init(spec: TrackerSpec) -> None:
     global _worker_tracker
     import cv2
 
-    cv2.setNumThreads(1)
+    cv2.setNumThreads(spec.threads or 1)
     _worker_tracker = spec.build()
 
 
@@ -102,6 +106,7 @@ def _worker_run(seq: Sequence) -> tuple[str, list, float]:
 def run_tracker(dataset: Dataset, spec: TrackerSpec, results_root: str | Path = "results", workers: int = 1,
                 resume: bool = True, progress: bool = True) -> RunSummary:
     """Track every sequence of ``dataset`` with ``spec``; write results and ``speed.json``."""
+    import cv2
     from tqdm import tqdm
 
     folder = tracker_dir(results_root, dataset.name, spec.name)
@@ -117,28 +122,31 @@ def run_tracker(dataset: Dataset, spec: TrackerSpec, results_root: str | Path = 
     for seq in todo:
         _ = seq.init_box  # raises before any work when a sequence has no valid first box
     speed = read_speed(folder) if resume else {}
-    tracker = spec.build()  # a bad model file fails here, before any output
-    bar = tqdm(total=sum(len(s) for s in todo), unit="frame", desc=f"{spec.name} on {dataset.name}",
-               disable=not progress)
-
-    def record(name: str, boxes: list, seconds: float) -> None:
-        write_result(folder, name, boxes)
-        speed[name] = {"frames": len(boxes), "seconds": seconds, "fps": len(boxes) / seconds if seconds else None}
-        write_speed(folder, speed)
-        summary.ran.append(name)
-        summary.frames += len(boxes)
-        summary.seconds += seconds
-        bar.update(len(boxes))
-
+    threads = cv2.getNumThreads()
+    if spec.threads:
+        cv2.setNumThreads(spec.threads)
     try:
-        if workers <= 1:
-            for seq in todo:
-                boxes, seconds = track_sequence(tracker, seq)
-                record(seq.name, boxes, seconds)
-        else:
-            with mp.get_context("spawn").Pool(workers, _worker_init, (spec,)) as pool:
-                for name, boxes, seconds in pool.imap_unordered(_worker_run, todo):
-                    record(name, boxes, seconds)
+        tracker = spec.build()  # a bad model file fails here, before any output
+        with tqdm(total=sum(len(s) for s in todo), unit="frame", desc=f"{spec.name} on {dataset.name}",
+                  disable=not progress) as bar:
+
+            def record(name: str, boxes: list, seconds: float) -> None:
+                write_result(folder, name, boxes)
+                speed[name] = {"frames": len(boxes), "seconds": seconds,
+                               "fps": len(boxes) / seconds if seconds else None}
+                write_speed(folder, speed)
+                summary.ran.append(name)
+                summary.frames += len(boxes)
+                summary.seconds += seconds
+                bar.update(len(boxes))
+
+            if workers <= 1:
+                for seq in todo:
+                    record(seq.name, *track_sequence(tracker, seq))
+            else:
+                with mp.get_context("spawn").Pool(workers, _worker_init, (spec,)) as pool:
+                    for name, boxes, seconds in pool.imap_unordered(_worker_run, todo):
+                        record(name, boxes, seconds)
     finally:
-        bar.close()
+        cv2.setNumThreads(threads)
     return summary

@@ -29,7 +29,7 @@ from mlkd_tracker.backends.onnx_backend import OnnxRuntimeBackend
 from mlkd_tracker.errors import InputError, ModelFileError, SourceError
 from mlkd_tracker.report import write_bytes_atomic
 from mlkd_tracker.sources import open_source
-from mlkd_tracker.tracker import SiamRPNTracker
+from mlkd_tracker.tracker import SiameseTracker
 
 CalibrationSequence = tuple[Sequence[np.ndarray], tuple[float, float, float, float]]  # frames, init box
 LAYER_GROUPS = ("first", "last", "xcorr")
@@ -212,7 +212,7 @@ def record_calibration_feeds(fp32_path: Path, sequences: Sequence[CalibrationSeq
     """Track ``sequences`` with the fp32 graphs, recording the template and search inputs."""
     backend = OnnxRuntimeBackend(find_graph_pair(fp32_path), "cpu")
     recorder = CropRecorder(backend)
-    tracker = SiamRPNTracker(recorder, backend.meta.tracking)
+    tracker = SiameseTracker(recorder, backend.meta.tracking)
     for frames, box in tqdm(sequences, desc="calibration crops", unit="clip", disable=quiet):
         tracker.init(frames[0], box)
         for frame in frames[1:]:

@@ -66,13 +66,6 @@ def relu_before_pool(model: nn.Module) -> nn.Module:
     return model
 
 
-def model_arch(model: SiamRPN) -> dict:
-    """Architecture facts recorded in the metadata (informative; the graph itself is what runs)."""
-    enhancer = getattr(model, "enhancer", None)
-    return {"width": float(model.width), "anchor_num": int(model.rpn_head.anchor_num),
-            "enhancer": type(enhancer).__name__ if enhancer is not None else None}
-
-
 def _export_id(model: nn.Module, tracking: TrackerConfig, opset: int) -> str:
     digest = hashlib.sha256(json.dumps([tracking.to_dict(), opset]).encode())
     for key, value in sorted(model.state_dict().items()):
@@ -130,7 +123,7 @@ def export_onnx(model: SiamRPN, prefix: str | os.PathLike, tracking: TrackerConf
     io = {"template": tuple(template.shape), "search": tuple(search.shape),
           "kernel_cls": tuple(kernels[0].shape), "kernel_loc": tuple(kernels[1].shape),
           "cls": tuple(cls.shape), "loc": tuple(loc.shape)}
-    meta = ExportMeta(name=name, tracking=tracking, io=io, arch=model_arch(model),
+    meta = ExportMeta(name=name, tracking=tracking, io=io, arch=model.arch(),
                       export_id=_export_id(model, tracking, opset))
     meta.validate(f"model {name}")  # e.g. a width whose score map does not fit the tracking values
     paths = graph_paths(prefix)
