@@ -79,6 +79,9 @@ class TrainConfig:
     enhancer: str | None = None         # teacher mode: DarkLighter weights when ``init`` has none
     feature: str = "l2"                 # kd: the feature loss
     students: tuple[str, ...] = ("l2", "spatial", "threshold")  # ml: one student per feature loss
+    # ml: baselines trained in the same room on the same pairs, outside the election: "kd" (a single-KD
+    # student per feature loss, kd_<loss>) and "nokd" (the same recipe without the teacher)
+    baselines: tuple[str, ...] = ()
     data: tuple[DataSource, ...] = ()
     pairs: PairConfig = PairConfig()
     targets: TargetConfig = TargetConfig()
@@ -101,6 +104,8 @@ class TrainConfig:
                 problems.append(f"unknown feature loss {name!r}; known: {sorted(FEATURE_LOSSES)}")
         if self.mode == "ml" and (len(self.students) < 2 or len(set(self.students)) != len(self.students)):
             problems.append("ml mode needs at least two students with distinct feature losses")
+        if set(self.baselines) - {"kd", "nokd"} or (self.baselines and self.mode != "ml"):
+            problems.append("baselines (ml mode only) are among 'kd' and 'nokd'")
         if o.epochs < 1 or o.batch_size < 1 or not 0 <= o.warmup.epochs < o.epochs:
             problems.append("need epochs >= 1, batch_size >= 1 and 0 <= warmup.epochs < epochs")
         if min(o.base_lr, o.lr.start, o.lr.end) <= 0 or (o.warmup.epochs and min(o.warmup.start, o.warmup.end) <= 0):
@@ -217,7 +222,7 @@ def architecture_values(network: str | Path | None) -> dict[str, Any]:
     from mlkd_tracker.nets.checkpoint import read_checkpoint
     from mlkd_tracker.nets.nanotrack import nanotrack_version
 
-    if network is None:
+    if network is None or not Path(network).is_file():  # a later pipeline stage's input: checked when trained
         return {}
     version = nanotrack_version(read_checkpoint(network)[0])
     if version is None:

@@ -96,9 +96,14 @@ def build_models(config: TrainConfig) -> tuple[dict[str, Network], Network | Non
         if not any(k.startswith("enhancer.") for k in read_checkpoint(config.init)[0]):
             raise InputError(f"{config.init} has no enhancer; give the DarkLighter weights with --enhancer")
         return {"teacher": load_teacher(config.init)[0]}, None
-    features = {"base": [None], "kd": [config.feature], "ml": list(config.students)}[config.mode]
+    names = {"base": ["base"], "kd": [f"student_{config.feature}"],
+             "ml": [f"student_{f}" for f in config.students]}[config.mode]
+    if "kd" in config.baselines:
+        names += [f"kd_{f}" for f in config.students]
+    if "nokd" in config.baselines:
+        names.append("nokd")
     models = {}
-    for feature in features:
+    for name in names:
         if config.init is None:
             model = SiamRPN(width=width)
         else:
@@ -106,7 +111,7 @@ def build_models(config: TrainConfig) -> tuple[dict[str, Network], Network | Non
             if getattr(model, "enhancer", None) is not None:
                 raise ModelFileError(f"{config.init} is a teacher (it has an enhancer); students start from a "
                                      f"plain tracker such as the daytime one")
-        models["base" if feature is None else f"student_{feature}"] = model
+        models[name] = model
     teacher = None
     if config.mode in ("kd", "ml"):
         from mlkd_training.teacher import load_teacher
@@ -242,12 +247,15 @@ class Trainer:
         if models is None:
             models, built_teacher = build_models(config)
             teacher = teacher if teacher is not None else built_teacher
-        self.models = {name: m.to(self.device) for name, m in models.items()}
+        # on the CPU, channels-last convolutions train these small networks 2-3x faster (NanoTrack's depthwise
+        # convolutions most of all); inputs follow in the loop
+        self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.preserve_format
+        self.models = {name: m.to(self.device, memory_format=self.memory_format) for name, m in models.items()}
         for model in self.models.values():
             check_architecture(model, config)
         self.teacher = None
         if teacher is not None:
-            self.teacher = teacher.to(self.device).eval().requires_grad_(False)
+            self.teacher = teacher.to(self.device, memory_format=self.memory_format).eval().requires_grad_(False)
         self.epoch, self.step = 0, 0
         self.history: list[dict[str, Any]] = []
         for model in self.models.values():
@@ -278,8 +286,11 @@ class Trainer:
             if self.dist.world > 1:
                 ids = [self.device.index] if self.device.type == "cuda" else None
                 forward = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-            feature = name.removeprefix("student_") if self.config.mode in ("kd", "ml") else None
-            learners.append(Learner(name, forward, self.optimizers[name], feature))
+            distilled = self.config.mode in ("kd", "ml") and name != "nokd"
+            feature = name.split("_", 1)[1] if distilled else None
+            learners.append(Learner(name, forward, self.optimizers[name], feature,
+                                    mutual=self.config.mode == "ml" and name.startswith("student_"),
+                                    distill=distilled))
         return learners
 
     def _loader(self) -> torch.utils.data.DataLoader:
@@ -418,6 +429,8 @@ class Trainer:
                 for i, batch in enumerate(loader):
                     batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()
                              if k in ("template", "search", "label_cls", "label_loc", "label_loc_weight")}
+                    for k in ("template", "search"):
+                        batch[k] = batch[k].contiguous(memory_format=self.memory_format)
                     logs = self.room.step(batch, autocast, self.scaler)
                     self.step += 1
                     for k, v in logs.items():
