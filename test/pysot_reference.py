@@ -3,13 +3,16 @@
 Written step by step from reading pysot (``pysot/tracker/base_tracker.py``,
 ``pysot/tracker/siamrpn_tracker.py``, ``pysot/utils/anchor.py``), not from the modules under
 test: the frame padded with the mean where the window leaves it, the window cut and
-``cv2.resize``d; anchors from pysot's ``Anchors``; softmax scores, decoded boxes, penalties,
-cosine window, smoothing and clipping as pysot computes them.
+``cv2.resize``d; anchors from pysot's ``Anchors``; the loop around them (softmax scores,
+penalties, cosine window, smoothing, clipping) is the one NanoTrack's authors kept from pysot
+(``nanotrack_reference.AuthorsNanoTracker``).
 """
 import math
 
 import cv2
 import numpy as np
+
+from nanotrack_reference import AuthorsNanoTracker
 
 
 def pysot_subwindow(im, pos, model_sz, original_sz, avg_chans):
@@ -63,62 +66,24 @@ def pysot_anchors(score_size, stride, ratios, scales):
     return anchor
 
 
-class PysotTracker:
-    """pysot's SiamRPNTracker around any backend (``template(crop)``, ``search(crop, kernels)``)."""
+class PysotTracker(AuthorsNanoTracker):
+    """pysot's SiamRPNTracker around any backend (``template(crop)``, ``search(crop, kernels)``).
+
+    NanoTrack's authors kept pysot's tracking loop (crops, softmax, penalties, cosine window,
+    smoothing, clipping) and changed only how boxes are decoded: this is that loop with pysot's
+    anchors and its ``get_subwindow``. ``track`` returns the chosen anchor; the state is
+    ``center_pos`` and ``size``, as in pysot.
+    """
 
     def __init__(self, backend, config):
-        self.backend, self.c = backend, config
-        self.score_size = (config.instance_size - config.exemplar_size) // config.stride + 1
-        hanning = np.hanning(self.score_size)
-        self.window = np.tile(np.outer(hanning, hanning).flatten(), config.anchor_num)
-        self.anchors = pysot_anchors(self.score_size, config.stride, config.anchor_ratios, config.anchor_scales)
+        super().__init__(backend, config, crop=pysot_subwindow)
+        self.window = np.tile(self.window, config.anchor_num)
+        self.anchors = pysot_anchors(config.score_size, config.stride, config.anchor_ratios, config.anchor_scales)
 
-    def init(self, img, bbox):
-        self.center_pos = np.array([bbox[0] + (bbox[2] - 1) / 2, bbox[1] + (bbox[3] - 1) / 2])
-        self.size = np.array([bbox[2], bbox[3]])
-        w_z = self.size[0] + self.c.context_amount * np.sum(self.size)
-        h_z = self.size[1] + self.c.context_amount * np.sum(self.size)
-        self.channel_average = np.mean(img, axis=(0, 1))
-        crop = pysot_subwindow(img, self.center_pos, self.c.exemplar_size, round(np.sqrt(w_z * h_z)),
-                               self.channel_average)
-        self.kernels = self.backend.template(crop)
-
-    def track(self, img):
-        c = self.c
-        w_z = self.size[0] + c.context_amount * np.sum(self.size)
-        h_z = self.size[1] + c.context_amount * np.sum(self.size)
-        s_z = np.sqrt(w_z * h_z)
-        scale_z = c.exemplar_size / s_z
-        s_x = s_z * (c.instance_size / c.exemplar_size)
-        crop = pysot_subwindow(img, self.center_pos, c.instance_size, round(s_x), self.channel_average)
-        cls, loc = self.backend.search(crop, self.kernels)
-        logits = cls.transpose(1, 2, 3, 0).reshape(2, -1).T.astype(np.float64)
-        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        score = (exp / exp.sum(axis=1, keepdims=True))[:, 1]
+    def decode(self, loc):
         delta = loc.transpose(1, 2, 3, 0).reshape(4, -1).copy()
         delta[0] = delta[0] * self.anchors[:, 2] + self.anchors[:, 0]
         delta[1] = delta[1] * self.anchors[:, 3] + self.anchors[:, 1]
         delta[2] = np.exp(delta[2]) * self.anchors[:, 2]
         delta[3] = np.exp(delta[3]) * self.anchors[:, 3]
-
-        def change(r):
-            return np.maximum(r, 1.0 / r)
-
-        def sz(w, h):
-            pad = (w + h) * 0.5
-            return np.sqrt((w + pad) * (h + pad))
-
-        s_c = change(sz(delta[2], delta[3]) / sz(self.size[0] * scale_z, self.size[1] * scale_z))
-        r_c = change((self.size[0] / self.size[1]) / (delta[2] / delta[3]))
-        penalty = np.exp(-(r_c * s_c - 1) * c.penalty_k)
-        pscore = penalty * score * (1 - c.window_influence) + self.window * c.window_influence
-        best = np.argmax(pscore)
-        bbox = delta[:, best] / scale_z
-        lr = penalty[best] * score[best] * c.lr
-        cx, cy = bbox[0] + self.center_pos[0], bbox[1] + self.center_pos[1]
-        width = self.size[0] * (1 - lr) + bbox[2] * lr
-        height = self.size[1] * (1 - lr) + bbox[3] * lr
-        cx, cy = max(0, min(cx, img.shape[1])), max(0, min(cy, img.shape[0]))
-        width, height = max(10, min(width, img.shape[1])), max(10, min(height, img.shape[0]))
-        self.center_pos, self.size = np.array([cx, cy]), np.array([width, height])
-        return [cx - width / 2, cy - height / 2, width, height]
+        return delta
