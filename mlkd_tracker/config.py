@@ -132,12 +132,13 @@ class ModelSpec:
 
 
 def models_dir() -> Path:
-    """Folder holding the bundled model configs: the source tree's ``models/`` or the installed share."""
+    """Folder holding the bundled model configs: the source tree's ``models/`` (a checkout, editable or
+    symlink install), else the ROS package share, else the pip-installed share."""
     candidates = [Path(__file__).resolve().parent.parent / "models",
                   Path(sys.prefix) / "share" / "mlkd_tracker" / "models"]
     try:  # a sourced ROS 2 workspace
         from ament_index_python.packages import get_package_share_directory
-        candidates.insert(0, Path(get_package_share_directory("mlkd_tracker")) / "models")
+        candidates.insert(1, Path(get_package_share_directory("mlkd_tracker")) / "models")
     except Exception:  # noqa: BLE001 - not a ROS install, or the package is not in the index
         pass
     for path in candidates:

@@ -428,7 +428,7 @@ Selected student: `{best}` (best validation success AUC at night). Made by:
 
 ## Data
 
-{data_provenance(data)} `{data}`, split by sequence ({'fixed split file ' + p.split if p.split else 'by fractions'}):
+{data_provenance(data)} (`{data}`), split by sequence ({'fixed split file ' + p.split if p.split else 'by fractions'}):
 {len(split['train'])} training, {len(split['val'])} validation and {len(split['test'])} test sequences (names in
 `split.json`); no validation or test sequence enters training in any form. Night: {nights}.
 
@@ -524,7 +524,8 @@ def run_pipeline(data: str | Path, out: str | Path, enhancer: str, config_path: 
     if not teacher0.is_file():  # DarkLighter in front of the start as built: the teacher before fine-tuning
         from mlkd_training.teacher import build_teacher, save_teacher
 
-        save_teacher(*build_teacher(enhancer, start), path=teacher0)
+        built, meta = build_teacher(enhancer, start)
+        save_teacher(built, teacher0, {**meta, "name": "MLKD teacher, no fine-tuning"})
     results = out / "results"
     val_set, test_set = nights["val"][0], nights["test"][0]
     students = student_files([str(out / "ml")])
