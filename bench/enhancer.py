@@ -1,17 +1,23 @@
 """DarkLighter's cost and the teacher-vs-student per-frame tracking time (why MLKD distils).
 
-Times the enhancer per 127 template crop, per 287 search crop and per 1280x720 frame (one pass,
-as the tracker runs it, and in memory-bounding tiles), with its FLOPs against this machine's
-matmul rate (the compute floor); then runs the real tracker (crop + network + post-processing)
-on a generated night sequence with the full-width teacher (DarkLighter + SiamRPN) and the plain
-student, and prints the teacher/student ratio.
+Times the enhancer per 127 template crop and per 287 search crop (as the teacher's backbone gets
+them) and per whole frame at 960x540, 1280x720 and 1920x1080 (as ``mlkd enhance`` runs it, uint8
+BGR in and out, in its default 512 px tiles and in one pass), each against its compute floor: its FLOPs over
+this machine's matmul rate, measured right before (best of 5 runs of a 2048^3 ``torch.matmul``).
+Also per call: the process's user and system CPU time (``getrusage``) and minor page faults,
+which show whether buffers are faulted in afresh every frame. Then runs the real tracker (crop +
+network + post-processing) on a generated night sequence with the full-width teacher
+(DarkLighter + SiamRPN) and the plain student, and prints the teacher/student ratio.
 
     python bench/enhancer.py --json results/enhancer_bench.json
+    MALLOC_MMAP_MAX_=65536 python bench/enhancer.py   # glibc's default malloc behaviour, for comparison
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -28,21 +34,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 gives steadier figures on a busy machine)")
-    p.add_argument("--repeats", type=int, default=10, help="timed enhancer calls per input size")
+    p.add_argument("--repeats", type=int, default=10, help="timed enhancer calls per crop size")
+    p.add_argument("--frame-repeats", type=int, default=3, help="timed enhancer calls per whole-frame size")
     p.add_argument("--frames", type=int, default=20, help="timed tracking frames per model")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls / frames first")
-    p.add_argument("--size", default="1280x720", help="frame size WxH")
+    p.add_argument("--frame-sizes", nargs="+", default=["960x540", "1280x720", "1920x1080"], metavar="WxH",
+                   help="whole-frame sizes the enhancer is timed on")
+    p.add_argument("--size", default="1280x720", help="frame size WxH of the tracking runs")
+    p.add_argument("--tile", type=int, default=512, help="tile side (px) of the tiled passes (mlkd enhance's default)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     return p.parse_args(argv)
 
 
-def time_enhancer(fn, pixels, repeats: int, warmup: int) -> list[float]:
-    """Milliseconds per call of ``fn(pixels)`` under inference mode (CUDA synchronised)."""
+def cpu_seconds() -> tuple[float, float, int]:
+    """The process's user and system CPU seconds so far (all threads) and its minor page faults."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime, usage.ru_minflt
+
+
+def matmul_rates(n: int = 2048, repeats: int = 5) -> tuple[float, float]:
+    """fp32 GFLOP per wall second and per CPU second (all threads) of an n^3 ``torch.matmul``, best of
+    ``repeats``: the compute ceiling. The CPU-time rate does not drop when other jobs take turns on
+    the cores, so time / floor in CPU seconds stays meaningful on a busy machine."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    wall = cpu = float("inf")
+    for _ in range(repeats):
+        user, system, _ = cpu_seconds()
+        t0 = time.perf_counter()
+        a @ b
+        wall = min(wall, time.perf_counter() - t0)
+        user2, system2, _ = cpu_seconds()
+        cpu = min(cpu, user2 + system2 - user - system)
+    return 2 * n ** 3 / wall / 1e9, 2 * n ** 3 / max(cpu, 1e-9) / 1e9
+
+
+def time_enhancer(fn, pixels, repeats: int, warmup: int) -> tuple[list[float], dict[str, float]]:
+    """Milliseconds per call of ``fn(pixels)`` under inference mode (CUDA synchronised), and the
+    process's CPU seconds (user, system) and minor page faults per timed call."""
     import torch
 
     times = []
     with torch.inference_mode():
         for i in range(warmup + repeats):
+            if i == warmup:
+                before = cpu_seconds()
             if pixels.is_cuda:
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
@@ -51,7 +89,9 @@ def time_enhancer(fn, pixels, repeats: int, warmup: int) -> list[float]:
                 torch.cuda.synchronize()
             if i >= warmup:
                 times.append((time.perf_counter() - t0) * 1e3)
-    return times
+    user, system, faults = (b - a for a, b in zip(before, cpu_seconds()))
+    return times, {"user_s": user / repeats, "system_s": system / repeats,
+                   "system_share": system / max(user + system, 1e-9), "minor_faults": faults / repeats}
 
 
 def reference_structure(state: dict, pixels):
@@ -100,21 +140,23 @@ def time_tracking(model_path, frames, box, device: str, warmup: int) -> tuple[st
 
 
 def main(argv: list[str] | None = None) -> int:
+    import numpy as np
     import torch
+    from tqdm import tqdm
 
     from mlkd_tracker.backends.torch_backend import resolve_device
-    from mlkd_tracker.cli.bench import bench_frames, matmul_gflops
+    from mlkd_tracker.cli.bench import bench_frames
     from mlkd_tracker.config import default_model_path
     from mlkd_tracker.errors import InputError
-    from mlkd_tracker.nets.darklighter import DarkLighter, load_darklighter
+    from mlkd_tracker.memory import retain_freed_memory
+    from mlkd_tracker.nets.darklighter import DarkLighter, enhance_bgr_image, load_darklighter
     from mlkd_tracker.nets.flops import count_flops
     from mlkd_tracker.report import format_table, latency_stats, write_json_atomic
+    from mlkd_training.commands.synth import parse_size
 
     args = parse_args(argv)
-    try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--size expects WxH, e.g. 1280x720, got {args.size!r}") from None
+    w, h = parse_size(args.size)
+    frame_sizes = [parse_size(size) for size in args.frame_sizes]
     device, dtype = resolve_device(args.device, "auto")
     if args.threads is not None:
         if args.threads < 1:
@@ -126,28 +168,52 @@ def main(argv: list[str] | None = None) -> int:
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     precision = "fp16" if dtype == torch.float16 else "fp32"
 
-    # 1. the enhancer alone, as the torch backend feeds it (channels-last 0..255 floats on the CPU)
-    gflops = matmul_gflops() if device.type == "cpu" else float("nan")
-    rows, enhancer = [], {}
+    # 1. the enhancer alone: crops as the teacher's backbone gets them (channels-last 0..255 floats on
+    # the CPU), whole frames as mlkd enhance runs them (uint8 BGR in and out)
+    def crop(size):
+        return (torch.rand(1, 3, size, size) * 60).to(device, dtype).contiguous(memory_format=memory_format)
+
+    def frame(fw, fh):
+        return torch.from_numpy(np.random.default_rng(0).integers(0, 60, (fh, fw, 3), dtype=np.uint8))
+
+    def whole_frame(tile):
+        def run(pixels):
+            model.tile_size = tile
+            enhance_bgr_image(model, pixels.numpy())
+        return run
+
     nchw_state = {k: v.float().contiguous() for k, v in model.state_dict().items()}  # the reference runs fp32
-    for label, (ih, iw), tile, fn in (
-            ("template crop 127x127", (127, 127), None, model),
-            ("search crop 287x287", (287, 287), None, model),
-            ("search crop 287x287, reference structure", (287, 287), None,
-             lambda x: reference_structure(nchw_state, x.contiguous())),
-            (f"frame {w}x{h}", (h, w), None, model),
-            (f"frame {w}x{h}, 320 px tiles", (h, w), 320, model)):
-        pixels = (torch.rand(1, 3, ih, iw) * 60).to(device, dtype).contiguous(memory_format=memory_format)
-        model.tile_size = tile
-        stats = latency_stats(time_enhancer(fn, pixels, args.repeats, args.warmup))
-        flops = count_flops(lambda: fn(pixels))
-        floor_ms = flops / (gflops * 1e9) * 1e3
-        rows.append([label, stats["mean"], stats["p50"], stats["p90"], flops / 1e9, floor_ms, stats["p50"] / floor_ms])
-        enhancer[label] = {**stats, "gflop": flops / 1e9, "floor_ms": floor_ms, "tile": tile}
+    cases = [("template crop 127x127", crop(127), model, args.repeats, 127 ** 2),
+             ("search crop 287x287", crop(287), model, args.repeats, 287 ** 2),
+             ("search crop 287x287, reference structure", crop(287),
+              lambda x: reference_structure(nchw_state, x.contiguous()), args.repeats, 287 ** 2),
+             *[(f"frame {fw}x{fh}, {label}", frame(fw, fh), whole_frame(tile), args.frame_repeats, fw * fh)
+               for fw, fh in frame_sizes for label, tile in ((f"{args.tile} px tiles", args.tile), ("one pass", None))]]
+    # every convolution keeps the image size (3x3, padding 1): the FLOPs are a fixed amount per pixel
+    flops_per_pixel = count_flops(lambda: model(crop(32))) / 32 ** 2
+    rows, enhancer = [], {}
+    load_before = os.getloadavg()
+    for label, pixels, fn, repeats, pixel_count in tqdm(cases, desc="enhancer", unit="input", leave=False):
+        wall_rate, cpu_rate = matmul_rates() if device.type == "cpu" else (float("nan"), float("nan"))
+        times, cpu = time_enhancer(fn, pixels, repeats, args.warmup)
+        stats = latency_stats(times)
+        gflop = flops_per_pixel * pixel_count / 1e9  # the frame's own pixels: tile halos count as overhead
+        floor_ms, cpu_floor_ms, cpu_ms = gflop / wall_rate * 1e3, gflop / cpu_rate * 1e3, (cpu["user_s"] + cpu["system_s"]) * 1e3
+        rows.append([label, stats["p50"], floor_ms, stats["p50"] / floor_ms, cpu_ms, cpu_floor_ms, cpu_ms / cpu_floor_ms,
+                     100 * cpu["system_share"], cpu["minor_faults"]])
+        enhancer[label] = {**stats, **cpu, "gflop": gflop, "matmul_gflops": wall_rate, "matmul_gflop_per_cpu_s": cpu_rate,
+                           "floor_ms": floor_ms, "p50_over_floor": stats["p50"] / floor_ms, "cpu_ms": cpu_ms,
+                           "cpu_floor_ms": cpu_floor_ms, "cpu_over_floor": cpu_ms / cpu_floor_ms}
     model.tile_size = None
+    load_after = os.getloadavg()
     print(f"\nDarkLighter on {device.type} {precision}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}; matmul {gflops:.1f} GFLOP/s")
-    print(format_table(["input", "mean ms", "p50 ms", "p90 ms", "GFLOP", "floor ms", "p50/floor"], rows, ".2f"))
+          f"{platform.processor() or platform.machine()}; malloc keeps freed memory: {retain_freed_memory()}; "
+          f"load average {load_before[0]:.2f} -> {load_after[0]:.2f} on {os.cpu_count()} cores")
+    print(format_table(["input", "p50 ms", "floor ms", "p50/floor", "CPU ms", "CPU floor ms", "CPU/floor", "sys %",
+                        "faults"], rows, ".2f"))
+    print("floor: the input's FLOPs at the best matmul rate measured just before (per wall second; per CPU second "
+          "of all threads for the CPU columns); sys %: system share of the process's CPU time; faults: minor page "
+          "faults per call")
 
     # 2. teacher vs student through the real tracker (crop + network + post-processing)
     models_dir = default_model_path().parent
@@ -169,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_json_atomic(args.json, {
             "device": str(device), "precision": precision, "threads": torch.get_num_threads(),
-            "machine": platform.processor() or platform.machine(), "matmul_gflops": gflops,
-            "frame_size": [w, h], "enhancer_ms": enhancer, "tracking": tracking,
+            "machine": platform.processor() or platform.machine(),
+            "frame_size": [w, h], "malloc_retains_freed_memory": retain_freed_memory(),
+            "load_average": {"before": load_before, "after": load_after}, "enhancer_ms": enhancer, "tracking": tracking,
             "teacher_over_student": {"mean": ratio_mean, "p50": ratio_p50}})
         print(f"JSON: {args.json}")
     return 0

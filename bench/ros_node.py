@@ -1,18 +1,23 @@
-"""Benchmark of the ROS 2 tracker node on loopback: node overhead and latency under a 100 Hz flood.
+"""Benchmark of the ROS 2 tracker node on loopback: start-up, node overhead and latency under a 100 Hz flood.
 
-    python bench/ros_node.py [--model FILE] [--frames 100] [--flood-seconds 5] [--json out.json]
+    python bench/ros_node.py [--model FILE] [--launch-runs 3] [--frames 100] [--flood-seconds 5] [--json out.json]
 
 1. Conversion: message -> BGR frame for each input encoding at the frame size (convert.py only).
-2. Overhead: one 1280x720 bgr8 image at a time; for each frame, the node's own time (callback ->
-   outputs published) and the time on the wire (publish -> box received by a peer) minus the
+2. Launch to first box: ``ros2 launch mlkd_tracker track.launch.py`` started as a subprocess while a
+   camera publishes 1280x720 frames at 30 Hz; from process start to the node subscribed, to its first
+   ``Detection2DArray`` (no target yet), and, with the target selected as soon as it answered, to the
+   first array holding the box; the model load time (from /diagnostics) is reported apart.
+3. Overhead: one 1280x720 bgr8 image at a time; for each frame, the node's own time (callback ->
+   outputs published) and the time on the wire (publish -> array received by a peer) minus the
    tracker's ``update`` time for that frame.
-3. Flood: a separate publisher process (like a camera driver) sends images at 100 Hz for a few
-   seconds; box latency (box received - image stamp) p50/p99 against the tracker's per-frame time
+4. Flood: a separate publisher process (like a camera driver) sends images at 100 Hz for a few
+   seconds; box latency (array received - image stamp) p50/p99 against the tracker's per-frame time
    measured in the same run, frames tracked and dropped.
 
-Targets (issue 7): overhead < 2 ms; flood p99 latency < 2x the tracker's per-frame time.
-The node and the box-receiving peer run in this process (two executors, a random ROS domain
-limited to localhost); default model: the bundled MLKD-Track.
+Targets: overhead < 2 ms (issues 7, 13); flood p99 latency < 2x the tracker's per-frame time (issue 7);
+launch to first box reported with the model load apart (issue 13). For 3 and 4 the node and the
+receiving peer run in this process (two executors); everything runs on a random ROS domain limited to
+localhost. Default model: the bundled MLKD-Track.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="model file (default: the bundled MLKD-Track)")
     p.add_argument("--device", default="cpu", help="auto, cpu or cuda")
     p.add_argument("--size", default="1280x720", help="frame size WxH")
+    p.add_argument("--launch-runs", type=int, default=3, help="ros2 launch starts to time (0: skip)")
     p.add_argument("--frames", type=int, default=100, help="frames for the overhead measurement")
     p.add_argument("--flood-hz", type=float, default=100.0, help="flood publishing rate")
     p.add_argument("--flood-seconds", type=float, default=5.0, help="flood duration")
@@ -110,6 +116,91 @@ def conversion_times(frame: np.ndarray, repeats: int = 30) -> list[list]:
     return rows
 
 
+def launch_to_first_box(args: argparse.Namespace, domain_id: int, frame: np.ndarray, box) -> list[dict]:
+    """Seconds from starting ``ros2 launch`` to the node's milestones, one dict per run (module docstring, 2)."""
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image, RegionOfInterest
+    from vision_msgs.msg import Detection2DArray
+
+    from mlkd_tracker.ros.convert import bgr_to_bytes
+
+    ros2 = shutil.which("ros2", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if ros2 is None:
+        print("launch to first box: skipped, no ros2 command (ros2cli + ros2launch)")
+        return []
+    h, w = frame.shape[:2]
+    image = Image(height=h, width=w, encoding="bgr8", step=w * 3, data=bgr_to_bytes(frame))
+    x, y, bw, bh = (int(v) for v in box)
+    runs = []
+    for run in range(args.launch_runs):
+        ns = f"/bench_launch_{run}"
+        events: dict[str, float] = {}
+        load_s: list[float] = []
+        peer = rclpy.create_node(f"bench_launch_peer_{run}", namespace=ns)
+
+        def on_array(msg, events=events) -> None:
+            now = time.perf_counter()
+            events.setdefault("first_array", now)
+            if msg.detections:
+                events.setdefault("first_box", now)
+
+        def on_diagnostics(msg, ns=ns, load_s=load_s) -> None:
+            load_s.extend(float(kv.value) for st in msg.status if st.name.startswith(f"{ns}/mlkd_tracker:")
+                          for kv in st.values if kv.key == "model_load_s")
+        peer.create_subscription(Detection2DArray, "detections", on_array, 10)
+        peer.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+        camera = peer.create_publisher(Image, "camera", 10)
+        roi = peer.create_publisher(RegionOfInterest, "init_roi", 10)
+        executor = SingleThreadedExecutor()
+        executor.add_node(peer)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        with tempfile.TemporaryDirectory() as tmp:
+            params = Path(tmp) / "params.yaml"
+            params.write_text(f"/**:\n  ros__parameters:\n    device: {args.device}\n    diagnostics_period: 0.1\n"
+                              f"    qos_overrides.{ns}/camera.subscription.reliability: {args.input_reliability}\n")
+            log = Path(tmp) / "launch.log"
+            command = [ros2, "launch", "mlkd_tracker", "track.launch.py", "image_topic:=camera", f"namespace:={ns}",
+                       f"params_file:={params}"] + ([f"model:={args.model}"] if args.model else [])
+            with open(log, "w") as out:
+                t0 = time.perf_counter()
+                proc = subprocess.Popen(command, env={**os.environ, "ROS_DOMAIN_ID": str(domain_id)}, stdout=out,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+                next_frame, deadline = t0, t0 + 120
+                while "first_box" not in events and time.perf_counter() < deadline and proc.poll() is None:
+                    now = time.perf_counter()
+                    if "subscribed" not in events and camera.get_subscription_count() > 0:
+                        events["subscribed"] = now
+                    if now >= next_frame:  # a 30 Hz camera, running before the node starts
+                        image.header.stamp.sec, image.header.stamp.nanosec = divmod(time.time_ns(), 10**9)
+                        camera.publish(image)
+                        next_frame += 1 / 30
+                    if "first_array" in events and "selected" not in events:  # the ground station clicks
+                        roi.publish(RegionOfInterest(x_offset=x, y_offset=y, width=bw, height=bh))
+                        events["selected"] = now
+                    time.sleep(0.001)
+                limit = time.perf_counter() + 3
+                while not load_s and time.perf_counter() < limit:
+                    time.sleep(0.01)
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGINT)
+                    proc.wait(30)
+            executor.shutdown()
+            peer.destroy_node()
+            if "first_box" not in events:
+                print(f"launch run {run}: no box; ros2 launch output:\n{log.read_text()[-3000:]}", file=sys.stderr)
+                continue
+        runs.append({"subscribed_s": events["subscribed"] - t0, "model_load_s": load_s[-1] if load_s else float("nan"),
+                     "first_array_s": events["first_array"] - t0, "first_box_s": events["first_box"] - t0})
+    return runs
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -117,11 +208,11 @@ def main(argv=None) -> int:
         return publish_flood(args)
     import subprocess
     import rclpy
-    from geometry_msgs.msg import PolygonStamped
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from sensor_msgs.msg import Image, RegionOfInterest
     from tqdm import tqdm
+    from vision_msgs.msg import Detection2DArray
 
     from mlkd_tracker.backends import create_tracker
     from mlkd_tracker.cli.bench import bench_frames
@@ -132,6 +223,7 @@ def main(argv=None) -> int:
     w, h = (int(v) for v in args.size.lower().split("x"))
     frames, first_box = bench_frames((w, h), 64)  # the same night sequence as mlkd bench
     results: dict = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                     "load_average_at_start": os.getloadavg(),
                      "frame_size": [w, h], "input_reliability": args.input_reliability}
 
     conversion = conversion_times(frames[0])
@@ -141,6 +233,18 @@ def main(argv=None) -> int:
 
     domain_id = random.randint(1, 100)
     rclpy.init(domain_id=domain_id)
+
+    if args.launch_runs:
+        runs = launch_to_first_box(args, domain_id, frames[0], first_box)
+        if runs:
+            keys = ("subscribed_s", "model_load_s", "first_array_s", "first_box_s")
+            median = {k: float(np.median([r[k] for r in runs])) for k in keys}
+            print(f"\nros2 launch mlkd_tracker track.launch.py -> first Detection2DArray, s from process start "
+                  f"({len(runs)} runs, camera {w}x{h} at 30 Hz, target selected once the node answered)")
+            print(format_table(["run", "node subscribed", "of which model load", "first array (no target)",
+                                "first box"], [[str(i + 1), *(r[k] for k in keys)] for i, r in enumerate(runs)]
+                               + [["median", *(median[k] for k in keys)]], ".2f"))
+            results["launch_s"] = {"runs": runs, "median": median}
 
     def factory(model, device, precision, overrides, backend="auto"):
         return create_tracker(model, device, precision, overrides, allow_random_weights=True, backend=backend)
@@ -155,9 +259,10 @@ def main(argv=None) -> int:
         print(f"node did not start: {node._last_error}", file=sys.stderr)
         return 2
     peer = Node("bench_peer")
-    boxes: list[tuple[float, int]] = []  # (perf_counter at receipt, stamp ns)
-    peer.create_subscription(PolygonStamped, "target_box", lambda m: boxes.append(
-        (time.perf_counter(), m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)), 100)
+    # (perf_counter at receipt, stamp ns, holds the target) of every Detection2DArray
+    boxes: list[tuple[float, int, bool]] = []
+    peer.create_subscription(Detection2DArray, "detections", lambda m: boxes.append(
+        (time.perf_counter(), m.header.stamp.sec * 10**9 + m.header.stamp.nanosec, bool(m.detections))), 100)
     image_pub = peer.create_publisher(Image, "image", 10)
     roi_pub = peer.create_publisher(RegionOfInterest, "init_roi", 10)
     executors = []
@@ -187,18 +292,17 @@ def main(argv=None) -> int:
             time.sleep(0.1)
         x, y, bw, bh = (int(v) for v in first_box)
         roi_pub.publish(RegionOfInterest(x_offset=x, y_offset=y, width=bw, height=bh))
-        if not wait(lambda: boxes):
+        if not wait(lambda: any(b[2] for b in boxes)):
             print("no box from the node", file=sys.stderr)
             return 2
 
-        # 2. overhead: one frame in flight at a time
+        # 3. overhead: one frame in flight at a time
         wire, lost = [], 0
         node.stats.timings.clear()
         for i in tqdm(range(1, args.frames + 1), desc="overhead", unit="frame"):
-            count = len(boxes)
             t_pub = time.perf_counter()
             publish(i, 2 * 10**9 + i)
-            if wait(lambda: len(boxes) > count, 2.0):
+            if wait(lambda: boxes[-1][1] == 2 * 10**9 + i, 2.0):
                 wire.append((boxes[-1][0] - t_pub) * 1e3)
             else:
                 lost += 1
@@ -220,7 +324,7 @@ def main(argv=None) -> int:
         results["overhead_ms"] = {"tracker_update": tracker, "node": in_node, "wire": on_wire,
                                   "frames": len(timings), "lost": lost}
 
-        # 3. flood, from a camera-like publisher process
+        # 4. flood, from a camera-like publisher process
         stats = node.stats
         node.stats.timings.clear()
         base = (stats.received, stats.processed, stats.dropped, len(boxes))
@@ -239,7 +343,7 @@ def main(argv=None) -> int:
         flood_timings = list(node.stats.timings)
         tracker_ms = latency_stats([t[1] for t in flood_timings])
         in_node = latency_stats([t[0] for t in flood_timings])
-        end_to_end = latency_stats([(t * 1e9 + wall0 - stamp) / 1e6 for t, stamp in boxes[base[3]:]])
+        end_to_end = latency_stats([(t * 1e9 + wall0 - stamp) / 1e6 for t, stamp, _ in boxes[base[3]:]])
         print(f"\n{args.flood_hz:.0f} Hz flood for {args.flood_seconds:.1f} s at {w}x{h} bgr8 "
               f"({args.input_reliability} input): sent {total}, received {received}, tracked {tracked}, "
               f"dropped {dropped}")
@@ -265,6 +369,9 @@ def main(argv=None) -> int:
         node.destroy_node()
         peer.destroy_node()
         rclpy.try_shutdown()
+    results["load_average_at_end"] = os.getloadavg()
+    print(f"machine load (1, 5, 15 min averages): {results['load_average_at_start']} at the start, "
+          f"{results['load_average_at_end']} at the end, on {os.cpu_count()} CPUs")
     if args.json:
         write_json_atomic(args.json, results)
         print(f"JSON: {args.json}")

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from mlkd_tracker.crop import CROP_MODES
 from mlkd_tracker.errors import InputError, ModelFileError
 
 DEFAULT_MODEL_CONFIG = "mlkd_track.yaml"
@@ -46,6 +47,7 @@ class TrackerConfig:
     min_size: float = 10.0            # smallest box side kept after clipping (px)
     lost_threshold: float = 0.3       # best score below this counts as a weak frame
     lost_frames: int = 5              # consecutive weak frames before status becomes "lost"
+    crop: str = "fast"                # "fast" (one warp) or "pysot" (its get_subwindow, pixel for pixel); crop.py
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "anchor_ratios", tuple(float(r) for r in self.anchor_ratios))
@@ -69,6 +71,8 @@ class TrackerConfig:
             problems.append("anchor ratios and scales must be non-empty and positive")
         if not 0.0 <= self.lost_threshold <= 1.0 or self.lost_frames < 1:
             problems.append("lost_threshold must be in [0, 1] and lost_frames >= 1")
+        if self.crop not in CROP_MODES:
+            problems.append(f"crop must be one of {', '.join(CROP_MODES)}, got {self.crop!r}")
         if problems:
             raise InputError("invalid tracker config: " + "; ".join(problems))
 
@@ -128,12 +132,13 @@ class ModelSpec:
 
 
 def models_dir() -> Path:
-    """Folder holding the bundled model configs: the source tree's ``models/`` or the installed share."""
+    """Folder holding the bundled model configs: the source tree's ``models/`` (a checkout, editable or
+    symlink install), else the ROS package share, else the pip-installed share."""
     candidates = [Path(__file__).resolve().parent.parent / "models",
                   Path(sys.prefix) / "share" / "mlkd_tracker" / "models"]
     try:  # a sourced ROS 2 workspace
         from ament_index_python.packages import get_package_share_directory
-        candidates.insert(0, Path(get_package_share_directory("mlkd_tracker")) / "models")
+        candidates.insert(1, Path(get_package_share_directory("mlkd_tracker")) / "models")
     except Exception:  # noqa: BLE001 - not a ROS install, or the package is not in the index
         pass
     for path in candidates:

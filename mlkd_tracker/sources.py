@@ -17,6 +17,7 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 BAG_SUFFIXES = {".mcap", ".db3"}
 IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 INIT_MSGTYPES = ("geometry_msgs/msg/PolygonStamped", "sensor_msgs/msg/RegionOfInterest")
+DETECTIONS_MSGTYPE = "vision_msgs/msg/Detection2DArray"  # what the tracker node publishes
 
 
 def read_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
@@ -93,7 +94,9 @@ class BagSource(FrameSource):
     """Images of one topic of a rosbag2 (mcap or sqlite3), read with ``rosbags``: no ROS install needed.
 
     ``stamps`` collects the header stamp (ns) of every frame yielded. :meth:`start_at_recorded_init`
-    replays a target selection recorded in the bag the way the node applies it.
+    replays a target selection recorded in the bag the way the node applies it. The node's own output
+    (``Detection2DArray``) is read back too: as the starting target, and as the boxes it published
+    (:meth:`recorded_boxes`). Message types come from the definitions the bag stores.
     """
 
     def __init__(self, path: str | os.PathLike, topic: str | None = None):
@@ -131,25 +134,55 @@ class BagSource(FrameSource):
         self.stamps: list[int] = []
         self._start: tuple[str, int] | None = None
 
-    def recorded_init(self, init_topic: str | None = None) -> tuple[tuple[float, float, float, float], str, int]:
-        """The first target selection recorded in the bag: ``(box, "stamp" | "arrival", time ns)``."""
-        from mlkd_tracker.ros.convert import points_to_box, roi_to_box, stamp_to_ns
-
-        conns = [c for c in self.reader.connections if c.msgtype in INIT_MSGTYPES
-                 and (init_topic is None or c.topic == init_topic)]
+    def _topic_of(self, msgtypes: tuple[str, ...], topic: str | None, what: str, option: str) -> list[Any]:
+        """The connections of the one topic of ``msgtypes`` (or of ``topic``); a clear error otherwise."""
+        conns = [c for c in self.reader.connections if c.msgtype in msgtypes and (topic is None or c.topic == topic)]
         topics = sorted({c.topic for c in conns})
         if len(topics) != 1:
-            hint = f"topics {topics}: choose one with --init-topic" if topics else \
-                "no PolygonStamped / RegionOfInterest topic" + (f" named {init_topic}" if init_topic else "")
-            raise InputError(f"bag {self.path} has {hint}; or give the box with --init x,y,w,h")
+            hint = f"{what} topics {topics}: choose one with {option}" if topics else \
+                f"no {what} topic" + (f" named {topic}" if topic else "")
+            raise InputError(f"bag {self.path} has {hint}")
+        return conns
+
+    def recorded_init(self, init_topic: str | None = None) -> tuple[tuple[float, float, float, float], str, int]:
+        """The first target recorded in the bag: ``(box, "stamp" | "arrival", time ns)``.
+
+        A target selection (``PolygonStamped`` / ``RegionOfInterest``) when the bag has one, else the
+        first box the node published (``Detection2DArray``: on the frame its header names).
+        """
+        from mlkd_tracker.ros.convert import detection_box, points_to_box, roi_to_box, stamp_to_ns
+
+        types = INIT_MSGTYPES + (DETECTIONS_MSGTYPE,)
+        if init_topic is None and any(c.msgtype in INIT_MSGTYPES for c in self.reader.connections):
+            types = INIT_MSGTYPES
+        try:
+            conns = self._topic_of(types, init_topic, "PolygonStamped / RegionOfInterest / Detection2DArray",
+                                   "--init-topic")
+        except InputError as exc:
+            raise InputError(f"{exc}; or give the box with --init x,y,w,h") from None
         for conn, log_time, raw in self.reader.messages(connections=conns):
             msg = self.reader.deserialize(raw, conn.msgtype)
-            if conn.msgtype.endswith("PolygonStamped"):
+            if conn.msgtype == DETECTIONS_MSGTYPE:
+                if msg.detections:
+                    return detection_box(msg.detections[0]), "stamp", stamp_to_ns(msg.header.stamp)
+            elif conn.msgtype.endswith("PolygonStamped"):
                 stamp = stamp_to_ns(msg.header.stamp)
                 box = points_to_box(msg.polygon.points)
                 return (box, "stamp", stamp) if stamp else (box, "arrival", log_time)
-            return roi_to_box(msg), "arrival", log_time
-        raise InputError(f"topic {topics[0]} in bag {self.path} has no messages; give the box with --init x,y,w,h")
+            else:
+                return roi_to_box(msg), "arrival", log_time
+        raise InputError(f"topic {conns[0].topic} in bag {self.path} has no target; give the box with --init x,y,w,h")
+
+    def recorded_boxes(self, topic: str | None = None) -> dict[int, tuple[float, float, float, float] | None]:
+        """The node's recorded output: image stamp (ns) -> its box, or None where it published no target."""
+        from mlkd_tracker.ros.convert import detection_box, stamp_to_ns
+
+        conns = self._topic_of((DETECTIONS_MSGTYPE,), topic, "Detection2DArray", "--detections-topic")
+        boxes = {}
+        for conn, _, raw in self.reader.messages(connections=conns):
+            msg = self.reader.deserialize(raw, conn.msgtype)
+            boxes[stamp_to_ns(msg.header.stamp)] = detection_box(msg.detections[0]) if msg.detections else None
+        return boxes
 
     def start_at_recorded_init(self, kind: str, time_ns: int) -> None:
         """Start at the frame a recorded selection refers to: its header stamp, else the newest frame at its arrival."""

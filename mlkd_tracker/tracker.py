@@ -109,7 +109,7 @@ class SiameseTracker:
         self._size = (w, h)
         self._pad_color = tuple(float(v) for v in frame.mean(axis=(0, 1)))
         crop = crop_subwindow(frame, self._center, self.config.exemplar_size,
-                              round(self._context_size()), self._pad_color)
+                              round(self._context_size()), self._pad_color, self.config.crop)
         self._kernels = self.backend.template(crop)
         self._frame_shape = frame.shape[:2]
         self._weak_frames = 0
@@ -128,7 +128,7 @@ class SiameseTracker:
         s_z = self._context_size()
         scale_z = c.exemplar_size / s_z
         s_x = s_z * c.instance_size / c.exemplar_size
-        crop = crop_subwindow(frame, self._center, c.instance_size, round(s_x), self._pad_color)
+        crop = crop_subwindow(frame, self._center, c.instance_size, round(s_x), self._pad_color, c.crop)
         t1 = time.perf_counter()
         cls, loc = self.backend.search(crop, self._kernels)
         t2 = time.perf_counter()

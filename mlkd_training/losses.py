@@ -1,10 +1,12 @@
-"""Training losses: SiamRPN's base losses, MLKD's gated response distillation, the three
-feature-distillation losses and the mutual-learning term (MLKD_METHOD.md sections 2, 4, 5).
+"""Training losses: the base losses of both head kinds, MLKD's gated response distillation, the
+three feature-distillation losses and the mutual-learning term (MLKD_METHOD.md sections 2, 4, 5).
 
-Every function takes model outputs (``SiamRPN.forward``'s dict entries) and targets and returns
-a scalar tensor computed in float32 (safe under autocast). Layouts follow pysot: the ``cls``
-map is ``(B, 2A, S, S)`` with background logits in channels ``[0, A)`` and foreground in
-``[A, 2A)``; ``loc`` is ``(B, 4A, S, S)`` with the four deltas as channel blocks.
+Every function takes model outputs (the networks' ``forward`` dict entries) and targets and
+returns a scalar tensor computed in float32 (safe under autocast). Layouts follow pysot: the
+``cls`` map is ``(B, 2A, S, S)`` with background logits in channels ``[0, A)`` and foreground in
+``[A, 2A)``; ``loc`` is ``(B, 4A, S, S)`` with the four deltas as channel blocks. NanoTrack's
+point head is the case ``A = 1`` with ``loc`` the ltrb distances; its box loss is the authors'
+linear IoU loss instead of SiamRPN's weighted L1.
 """
 from __future__ import annotations
 
@@ -44,11 +46,38 @@ def weighted_l1(loc: torch.Tensor, label_loc: torch.Tensor, weight: torch.Tensor
     return (diff * weight).sum() / b
 
 
+def linear_iou(loc: torch.Tensor, label_loc: torch.Tensor, label_cls: torch.Tensor) -> torch.Tensor:
+    """Mean ``1 - IoU`` over positive points of predicted and target ltrb distances (NanoTrack's loss).
+
+    Both boxes share the point, so their intersection is ``(min l + min r) x (min t + min b)``;
+    IoU is smoothed as ``(inter + 1) / (union + 1)`` as the authors do. No positive: 0.
+    """
+    b, _, h, w = loc.shape
+    pred = loc.float().permute(0, 2, 3, 1).reshape(-1, 4)
+    target = label_loc.float().reshape(b, 4, h, w).permute(0, 2, 3, 1).reshape(-1, 4)
+    positive = label_cls.reshape(-1) == 1
+    if not bool(positive.any()):
+        return loc.new_zeros((), dtype=torch.float32) + 0.0 * loc.float().sum()  # keeps the graph connected
+    pred, target = pred[positive], target[positive]
+    inter = ((torch.minimum(pred[:, 0], target[:, 0]) + torch.minimum(pred[:, 2], target[:, 2]))
+             * (torch.minimum(pred[:, 1], target[:, 1]) + torch.minimum(pred[:, 3], target[:, 3])))
+    area_p = (pred[:, 0] + pred[:, 2]) * (pred[:, 1] + pred[:, 3])
+    area_t = (target[:, 0] + target[:, 2]) * (target[:, 1] + target[:, 3])
+    iou = (inter + 1.0) / (area_p + area_t - inter + 1.0)
+    return (1.0 - iou).mean()
+
+
 def tracking_losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
-                    cls_weight: float = 1.0, loc_weight: float = 1.2) -> dict[str, torch.Tensor]:
-    """``cls``, ``loc`` and ``total = cls_weight * cls + loc_weight * loc`` for one model's outputs."""
+                    cls_weight: float = 1.0, loc_weight: float = 1.2, decoder: str = "anchors") -> dict[str, torch.Tensor]:
+    """``cls``, ``loc`` and ``total = cls_weight * cls + loc_weight * loc`` for one model's outputs.
+
+    ``decoder`` is the head kind: ``anchors`` (weighted L1 on deltas) or ``points`` (linear IoU on ltrb).
+    """
     cls = select_cross_entropy(out["cls"], batch["label_cls"])
-    loc = weighted_l1(out["loc"], batch["label_loc"], batch["label_loc_weight"])
+    if decoder == "points":
+        loc = linear_iou(out["loc"], batch["label_loc"], batch["label_cls"])
+    else:
+        loc = weighted_l1(out["loc"], batch["label_loc"], batch["label_loc_weight"])
     return {"cls": cls, "loc": loc, "total": cls_weight * cls + loc_weight * loc}
 
 

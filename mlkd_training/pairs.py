@@ -30,7 +30,7 @@ from mlkd_tracker.errors import InputError, SourceError
 from mlkd_tracker.report import write_bytes_atomic, write_json_atomic
 from mlkd_training.data.degrade import decode_jpeg, encode_jpeg
 from mlkd_training.data.sequence import Dataset, Sequence
-from mlkd_training.targets import AnchorTargets, TargetConfig
+from mlkd_training.targets import TargetConfig, make_targets
 
 CACHE_FORMAT = "mlkd-crop511/1"
 CACHE_INDEX = "index.json"
@@ -325,7 +325,7 @@ class PairDataset:
 
     A sample is a dict of numpy arrays: ``template`` (3,127,127) and ``search`` (3,255,255)
     float32 BGR, ``label_cls`` (A,S,S) int64, ``label_loc`` (4,A,S,S), ``label_loc_weight``
-    (A,S,S), ``box`` (4,) the target in the search crop, ``negative`` (bool).
+    (A,S,S) (``A = 1`` for point targets), ``box`` (4,) the target in the search crop, ``negative`` (bool).
     """
 
     def __init__(self, sources: Seq[PairSource], config: PairConfig | None = None,
@@ -334,9 +334,9 @@ class PairDataset:
             raise InputError("training needs at least one data source")
         self.sources = list(sources)
         self.config = config or PairConfig()
-        self.targets = AnchorTargets(targets or TargetConfig(search_size=self.config.search_size))
+        self.targets = make_targets(targets or TargetConfig(search_size=self.config.search_size))
         if self.targets.config.search_size != self.config.search_size:
-            raise InputError("anchor targets and pairs disagree on the search size")
+            raise InputError("training targets and pairs disagree on the search size")
         self.seed = int(seed)
         # (source, video) for every video of every source, each source repeated up to num_use
         self._videos = [[(si, v) for v in range(len(s.canvases.video_names))] for si, s in enumerate(self.sources)]

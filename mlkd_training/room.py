@@ -8,7 +8,8 @@ A room holds one or more learners and, optionally, a frozen teacher:
   runs once per batch for all students. Each batch elects the student whose foreground map is
   most peaked (:func:`peak_ratio`, averaged over the batch); it learns from its own loss only,
   the others add ``MSE(own cls feature, elected cls feature) / 60`` with the elected feature
-  detached.
+  detached. Baseline learners can share the room (and the teacher's pass) without taking part in
+  the election: single-KD students (``mutual=False``) and a no-KD one (``distill=False``).
 
 Under DDP the figures that steer the step (election ratios, the KD gate's losses, whether a
 loss is usable) are averaged over all processes first, so every rank takes the same branch and
@@ -54,6 +55,8 @@ class Learner:
     optimizer: torch.optim.Optimizer
     feature_loss: str | None = None
     params: list[nn.Parameter] = field(default_factory=list)  # the ones it clips and steps
+    mutual: bool | None = None    # takes part in the election (None: as the room says)
+    distill: bool = True          # learns from the teacher (gated KL, feature loss) when the room has one
 
     def __post_init__(self) -> None:
         if not self.params:
@@ -111,8 +114,9 @@ class Room:
 
     def __init__(self, learners: list[Learner], teacher: nn.Module | None = None,
                  losses: LossConfig | None = None, mutual: bool | None = None,
-                 grad_clip: float = 10.0):
+                 grad_clip: float = 10.0, decoder: str = "anchors"):
         self.learners = learners
+        self.decoder = decoder  # the head kind: which base losses apply
         self.teacher = teacher
         self.losses = losses or LossConfig()
         self.mutual = len(learners) > 1 if mutual is None else mutual
@@ -121,16 +125,17 @@ class Room:
         self.skipped = [0] * len(learners)
         if teacher is None and any(l.feature_loss for l in learners):
             raise ValueError("feature distillation needs a teacher")
+        self.electors = [i for i, l in enumerate(learners) if (self.mutual if l.mutual is None else l.mutual)]
         self._feature_fns: dict[str, Callable[..., torch.Tensor]] = {
             **FEATURE_LOSSES, "threshold": partial(feature_threshold, sharpness=self.losses.threshold_sharpness)}
 
     def _learner_loss(self, learner: Learner, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
                       teacher: dict[str, Any] | None, logs: dict[str, float]) -> torch.Tensor:
         c = self.losses
-        base = tracking_losses(out, batch, c.cls_weight, c.loc_weight)
+        base = tracking_losses(out, batch, c.cls_weight, c.loc_weight, self.decoder)
         total = base["total"]
         logs.update({f"{learner.name}/cls": base["cls"].item(), f"{learner.name}/loc": base["loc"].item()})
-        if teacher is not None:
+        if teacher is not None and learner.distill:
             cls_kl, loc_kl = response_kl(out, teacher["out"], c.temperature)
             mine = all_mean(torch.stack([base["cls"].detach(), base["loc"].detach()]))
             kd, case = gated_distillation({"cls": mine[0], "loc": mine[1]}, teacher["losses"], cls_kl, loc_kl,
@@ -140,7 +145,7 @@ class Room:
                          f"{learner.name}/kd_loc_kl": loc_kl.item(),
                          f"{learner.name}/kd_case": float(KD_CASES.index(case))})
         if learner.feature_loss:
-            feat = self._feature_fns[learner.feature_loss](out["cls_feature"], teacher["out"]["cls_feature"])
+            feat = self._feature_fns[learner.feature_loss](out["distill_feature"], teacher["out"]["distill_feature"])
             total = total + feat
             logs[f"{learner.name}/feature_{learner.feature_loss}"] = feat.item()
         return total
@@ -155,7 +160,7 @@ class Room:
         if self.teacher is not None:
             with torch.no_grad(), autocast:
                 t_out = self.teacher(template, search)
-            t_losses = tracking_losses(t_out, batch, self.losses.cls_weight, self.losses.loc_weight)
+            t_losses = tracking_losses(t_out, batch, self.losses.cls_weight, self.losses.loc_weight, self.decoder)
             mean = all_mean(torch.stack([t_losses["cls"], t_losses["loc"]]))
             teacher = {"out": t_out, "losses": {"cls": mean[0], "loc": mean[1]}}
             logs.update({"teacher/cls": mean[0].item(), "teacher/loc": mean[1].item()})
@@ -165,18 +170,18 @@ class Room:
                 out = learner.model(template, search)
             outs.append(out)
             totals.append(self._learner_loss(learner, out, batch, teacher, logs))
-        elected = None
-        if self.mutual:
-            ratios = all_mean(torch.stack([peak_ratio(o["cls"]).mean() for o in outs]))
-            elected = elect(ratios.tolist())
+        if len(self.electors) > 1:
+            ratios = all_mean(torch.stack([peak_ratio(outs[i]["cls"]).mean() for i in self.electors]))
+            elected = self.electors[elect(ratios.tolist())]
             self.elections[elected] += 1
             target = outs[elected]["cls_feature"].detach()
-            for i, learner in enumerate(self.learners):
-                logs[f"{learner.name}/peak_ratio"] = float(ratios[i])
+            for i, ratio in zip(self.electors, ratios.tolist()):
+                name = self.learners[i].name
+                logs[f"{name}/peak_ratio"] = ratio
                 if i != elected:
                     ml = mutual_mse(outs[i]["cls_feature"], target, self.losses.mutual_divisor)
                     totals[i] = totals[i] + ml
-                    logs[f"{learner.name}/mutual"] = ml.item()
+                    logs[f"{name}/mutual"] = ml.item()
             logs["elected"] = float(elected)
         self._update(totals, logs, scaler)
         return logs

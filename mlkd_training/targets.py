@@ -1,5 +1,9 @@
-"""Anchor targets for one search crop (pysot ``AnchorTarget`` semantics), numpy only.
+"""Training targets for one search crop, numpy only: anchors (SiamRPN) or points (NanoTrack).
 
+``make_targets(config)`` picks by ``TargetConfig.decoder``, the same switch as the tracker's
+decoder. Both return the same :class:`Labels` shape (``A = 1`` for points).
+
+Anchors (pysot ``AnchorTarget`` semantics):
 Anchors come from :func:`mlkd_tracker.anchors.anchor_grid` (the tracker's own formula), placed on
 the training score map (17x17 for a 255 crop) around the crop centre ``search_size // 2``.
 Labels: IoU > ``thr_high`` positive (at most ``pos_num`` kept), IoU < ``thr_low`` negative (at
@@ -7,6 +11,14 @@ most ``total_num - pos_num`` kept), the rest ignored (-1). A negative pair (sear
 box it holds as negatives, ``neg_num`` of them. Regression targets are the normalised deltas
 ``((tx - ax) / aw, (ty - ay) / ah, log(tw / aw), log(th / ah))`` weighted ``1 / num_pos`` on
 positives.
+
+Points (NanoTrack's ``PointTarget``): one point per score-map position, on the ``stride`` grid
+centred on the crop centre. Positives are the points inside the ellipse of semi-axes ``w/4,
+h/4`` around the target centre (at most ``pos_num``), negatives the points outside the ellipse
+``w/2, h/2`` (at most ``total_num - pos_num``); a negative pair labels the points of the inner
+ellipse as negatives (``neg_num``). Regression targets are the distances from each point to the
+box's left, top, right and bottom sides (crop pixels), weighted 1 on positives (the IoU loss
+averages over them).
 """
 from __future__ import annotations
 
@@ -17,10 +29,14 @@ import numpy as np
 from mlkd_tracker.anchors import anchor_grid
 
 
+DECODERS = ("anchors", "points")
+
+
 @dataclass(frozen=True)
 class TargetConfig:
-    """pysot ``cfg.TRAIN`` anchor-target values and ``cfg.ANCHOR``."""
+    """pysot ``cfg.TRAIN`` target values, ``cfg.ANCHOR`` (anchors) or ``cfg.POINT`` (points)."""
 
+    decoder: str = "anchors"
     search_size: int = 255
     output_size: int = 17
     stride: int = 8
@@ -38,7 +54,7 @@ class TargetConfig:
 
 
 @dataclass
-class AnchorLabels:
+class Labels:
     """Targets of one search crop: ``cls`` (A,S,S) int64 in {-1, 0, 1}, ``delta`` (4,A,S,S), ``weight`` (A,S,S)."""
 
     cls: np.ndarray
@@ -56,8 +72,16 @@ def box_iou(anchors_xyxy: np.ndarray, box_xyxy) -> np.ndarray:
     return inter / union
 
 
+def _keep_random(index: tuple[np.ndarray, ...], keep: int, rng: np.random.Generator):
+    n = len(index[0])
+    if n <= keep:
+        return index, n
+    chosen = rng.permutation(n)[:keep]
+    return tuple(i[chosen] for i in index), keep
+
+
 class AnchorTargets:
-    """Callable turning the target box of a search crop into :class:`AnchorLabels`."""
+    """Callable turning the target box of a search crop into anchor :class:`Labels`."""
 
     def __init__(self, config: TargetConfig | None = None):
         self.config = c = config or TargetConfig()
@@ -69,15 +93,7 @@ class AnchorTargets:
         self.corners = np.stack([grid[0] - grid[2] / 2, grid[1] - grid[3] / 2,
                                  grid[0] + grid[2] / 2, grid[1] + grid[3] / 2])
 
-    @staticmethod
-    def _keep_random(index: tuple[np.ndarray, ...], keep: int, rng: np.random.Generator):
-        n = len(index[0])
-        if n <= keep:
-            return index, n
-        chosen = rng.permutation(n)[:keep]
-        return tuple(i[chosen] for i in index), keep
-
-    def __call__(self, box_xyxy, negative: bool, rng: np.random.Generator) -> AnchorLabels:
+    def __call__(self, box_xyxy, negative: bool, rng: np.random.Generator) -> Labels:
         """Labels for a target at ``box_xyxy`` (search-crop pixels); ``negative`` for a negative pair."""
         c = self.config
         a, s = c.anchor_num, c.output_size
@@ -92,18 +108,58 @@ class AnchorTargets:
             cy = s // 2 + int(np.ceil((tcy - c.search_size // 2) / c.stride + 0.5))
             zone = np.zeros((a, s, s), bool)
             zone[:, max(0, cy - 3):min(s, cy + 4), max(0, cx - 3):min(s, cx + 4)] = True
-            neg, _ = self._keep_random(np.nonzero(zone), c.neg_num, rng)
+            neg, _ = _keep_random(np.nonzero(zone), c.neg_num, rng)
             cls[neg] = 0
-            return AnchorLabels(cls, delta, weight)
+            return Labels(cls, delta, weight)
         acx, acy, aw, ah = self.centers
         delta[0] = (tcx - acx) / aw
         delta[1] = (tcy - acy) / ah
         delta[2] = np.log(max(tw, 1e-6) / aw)
         delta[3] = np.log(max(th, 1e-6) / ah)
         overlap = box_iou(self.corners, (x1, y1, x2, y2))
-        pos, pos_num = self._keep_random(np.nonzero(overlap > c.thr_high), c.pos_num, rng)
-        neg, _ = self._keep_random(np.nonzero(overlap < c.thr_low), c.total_num - c.pos_num, rng)
+        pos, pos_num = _keep_random(np.nonzero(overlap > c.thr_high), c.pos_num, rng)
+        neg, _ = _keep_random(np.nonzero(overlap < c.thr_low), c.total_num - c.pos_num, rng)
         cls[pos] = 1
         weight[pos] = 1.0 / (pos_num + 1e-6)
         cls[neg] = 0
-        return AnchorLabels(cls, delta, weight)
+        return Labels(cls, delta, weight)
+
+
+class PointTargets:
+    """Callable turning the target box of a search crop into point :class:`Labels` (NanoTrack)."""
+
+    def __init__(self, config: TargetConfig):
+        self.config = c = config
+        offsets = (np.arange(c.output_size) - c.output_size // 2) * c.stride + c.search_size // 2
+        self.py, self.px = (g.astype(np.float32) for g in np.meshgrid(offsets, offsets, indexing="ij"))
+
+    def _inside(self, cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
+        return ((self.px - cx) / max(rx, 1e-6)) ** 2 + ((self.py - cy) / max(ry, 1e-6)) ** 2 < 1
+
+    def __call__(self, box_xyxy, negative: bool, rng: np.random.Generator) -> Labels:
+        c = self.config
+        s = c.output_size
+        cls = np.full((1, s, s), -1, np.int64)
+        delta = np.zeros((4, 1, s, s), np.float32)
+        weight = np.zeros((1, s, s), np.float32)
+        x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+        cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+        core = self._inside(cx, cy, w / 4, h / 4)[None]
+        if negative:
+            neg, _ = _keep_random(np.nonzero(core), c.neg_num, rng)
+            cls[neg] = 0
+            return Labels(cls, delta, weight)
+        delta[:, 0] = (self.px - x1, self.py - y1, x2 - self.px, y2 - self.py)
+        pos, _ = _keep_random(np.nonzero(core), c.pos_num, rng)
+        neg, _ = _keep_random(np.nonzero(~self._inside(cx, cy, w / 2, h / 2)[None]), c.total_num - c.pos_num, rng)
+        cls[pos] = 1
+        weight[pos] = 1.0
+        cls[neg] = 0
+        return Labels(cls, delta, weight)
+
+
+def make_targets(config: TargetConfig) -> AnchorTargets | PointTargets:
+    """The target maker of the config's decoder (the tracker decodes the same way)."""
+    if config.decoder not in DECODERS:
+        raise ValueError(f"targets.decoder must be one of {DECODERS}, got {config.decoder!r}")
+    return PointTargets(config) if config.decoder == "points" else AnchorTargets(config)

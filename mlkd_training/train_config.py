@@ -22,7 +22,6 @@ from mlkd_training.room import LossConfig
 from mlkd_training.targets import TargetConfig
 
 MODES = ("base", "teacher", "kd", "ml")
-BACKBONE_LAYERS = ("layer1", "layer2", "layer3", "layer4", "layer5")
 
 
 @dataclass(frozen=True)
@@ -45,9 +44,10 @@ class Schedule:
 
 @dataclass(frozen=True)
 class BackboneTraining:
-    """pysot ``cfg.BACKBONE``: which layers train, from which epoch, at what LR multiple."""
+    """pysot ``cfg.BACKBONE``: which layers train (the network's stage names: SiamRPN ``layer1`` ...
+    ``layer5``, NanoTrack ``features``), from which epoch, at what LR multiple."""
 
-    layers: tuple[str, ...] = BACKBONE_LAYERS
+    layers: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4", "layer5")
     train_epoch: int = 0
     lr_mult: float = 0.1
 
@@ -79,6 +79,9 @@ class TrainConfig:
     enhancer: str | None = None         # teacher mode: DarkLighter weights when ``init`` has none
     feature: str = "l2"                 # kd: the feature loss
     students: tuple[str, ...] = ("l2", "spatial", "threshold")  # ml: one student per feature loss
+    # ml: baselines trained in the same room on the same pairs, outside the election: "kd" (a single-KD
+    # student per feature loss, kd_<loss>) and "nokd" (the same recipe without the teacher)
+    baselines: tuple[str, ...] = ()
     data: tuple[DataSource, ...] = ()
     pairs: PairConfig = PairConfig()
     targets: TargetConfig = TargetConfig()
@@ -101,14 +104,15 @@ class TrainConfig:
                 problems.append(f"unknown feature loss {name!r}; known: {sorted(FEATURE_LOSSES)}")
         if self.mode == "ml" and (len(self.students) < 2 or len(set(self.students)) != len(self.students)):
             problems.append("ml mode needs at least two students with distinct feature losses")
+        if set(self.baselines) - {"kd", "nokd"} or (self.baselines and self.mode != "ml"):
+            problems.append("baselines (ml mode only) are among 'kd' and 'nokd'")
         if o.epochs < 1 or o.batch_size < 1 or not 0 <= o.warmup.epochs < o.epochs:
             problems.append("need epochs >= 1, batch_size >= 1 and 0 <= warmup.epochs < epochs")
         if min(o.base_lr, o.lr.start, o.lr.end) <= 0 or (o.warmup.epochs and min(o.warmup.start, o.warmup.end) <= 0):
             problems.append("learning rates must be positive")
-        if set(o.backbone.layers) - set(BACKBONE_LAYERS):
-            problems.append(f"backbone.layers must be among {list(BACKBONE_LAYERS)}")
+        anchor_map = (self.pairs.search_size - self.pairs.exemplar_size) // self.targets.stride + 1
         if self.pairs.search_size != self.targets.search_size or \
-                (self.pairs.search_size - self.pairs.exemplar_size) // self.targets.stride + 1 != self.targets.output_size:
+                (self.targets.decoder == "anchors" and anchor_map != self.targets.output_size):
             problems.append("pairs (exemplar/search size) and targets (search_size, output_size, stride) disagree")
         if self.workers < 0 or self.log_every < 1 or self.keep_checkpoints < 1:
             problems.append("need workers >= 0, log_every >= 1, keep_checkpoints >= 1")
@@ -203,10 +207,38 @@ def read_yaml(path: str | Path, what: str) -> dict[str, Any]:
     return data
 
 
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``extra``, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def architecture_values(network: str | Path | None) -> dict[str, Any]:
+    """Training values a network's architecture brings: ``models/train_nanotrack.yaml`` (with the version's
+    score-map size) for a NanoTrack checkpoint, nothing for SiamRPN (``train_<mode>.yaml`` is SiamRPN's)."""
+    from mlkd_tracker.config import load_model_spec, models_dir
+    from mlkd_tracker.nets.checkpoint import read_checkpoint
+    from mlkd_tracker.nets.nanotrack import nanotrack_version
+
+    if network is None or not Path(network).is_file():  # a later pipeline stage's input: checked when trained
+        return {}
+    version = nanotrack_version(read_checkpoint(network)[0])
+    if version is None:
+        return {}
+    values = read_yaml(models_dir() / "train_nanotrack.yaml", "NanoTrack training values")
+    output_size = load_model_spec(models_dir() / f"nanotrack_v{version}.yaml").tracking.output_size
+    return _merge(values, {"targets": {"output_size": output_size}})
+
+
 def load_train_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
                       **values: Any) -> TrainConfig:
-    """A config from a YAML file (or defaults), then ``overrides`` (dotted keys), then keyword values."""
+    """A config from a YAML file (or defaults), the values of the starting network's architecture
+    (:func:`architecture_values` of ``init``, else ``teacher``), then ``overrides`` (dotted keys), then keyword values."""
     data = read_yaml(path, "training config") if path is not None else {}
+    network = values.get("init") or data.get("init") or values.get("teacher") or data.get("teacher")
+    data = _merge(data, architecture_values(network))
     for dotted, value in (overrides or {}).items():
         set_dotted(data, dotted, value)
     data.update({k: v for k, v in values.items() if v is not None})

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create ./.venv with everything the runtime, the training side and the tests need (CPU build of torch).
-# Set MLKD_SKIP_ROS_WHEELS=1 on a machine with a ROS 2 install (rclpy then comes from /opt/ros).
+# Set MLKD_SKIP_ROS_WHEELS=1 on a machine with a ROS 2 install (rclpy, launch_ros, vision_msgs then come from
+# /opt/ros); otherwise scripts/ros_dev_env.sh adds launch, the ros2 command and vision_msgs to the wheels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -16,5 +17,7 @@ if [ "${MLKD_SKIP_ROS_WHEELS:-0}" != "1" ]; then
   # ROS 2 (kilted) Python wheels from PyPI: a working rclpy without a ROS install
   $PIP install -q ros-rclpy ros-rmw-fastrtps-cpp ros-sensor-msgs ros-std-msgs ros-geometry-msgs \
     ros-std-srvs ros-diagnostic-msgs
+  # launch_ros, `ros2 launch`, vision_msgs: from ../shared/ros_src, generated once, then cached
+  bash scripts/ros_dev_env.sh
 fi
 echo "environment ready: $(pwd)/.venv"

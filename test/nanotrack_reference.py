@@ -97,6 +97,13 @@ class AuthorsNanoTracker:
         self.kernels = self.backend.template(self.crop(image, self.center_pos, self.cfg.exemplar_size,
                                                        round(np.sqrt(w_z * h_z)), self.channel_average))
 
+    def decode(self, loc):
+        """(cx, cy, w, h) boxes in crop pixels around the centre, one per score-map point."""
+        delta = loc.reshape(4, -1).copy()
+        x1, y1 = self.points[:, 0] - delta[0], self.points[:, 1] - delta[1]
+        x2, y2 = self.points[:, 0] + delta[2], self.points[:, 1] + delta[3]
+        return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
+
     def track(self, image):
         cfg = self.cfg
         w_z = self.size[0] + cfg.context_amount * np.sum(self.size)
@@ -109,10 +116,7 @@ class AuthorsNanoTracker:
         logits = cls.reshape(2, -1).T
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         score = (e / e.sum(axis=1, keepdims=True))[:, 1]
-        delta = loc.reshape(4, -1).copy()
-        x1, y1 = self.points[:, 0] - delta[0], self.points[:, 1] - delta[1]
-        x2, y2 = self.points[:, 0] + delta[2], self.points[:, 1] + delta[3]
-        pred = np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
+        pred = self.decode(loc)
 
         def change(r):
             return np.maximum(r, 1.0 / r)

@@ -1,5 +1,15 @@
-"""``mlkd track --bag``: rosbag2 files (mcap and sqlite3) written with ``rosbags`` and replayed, no ROS needed."""
+"""``mlkd track --bag``: rosbag2 files (mcap and sqlite3) written with ``rosbags`` and replayed, no ROS needed.
+
+One test records the tracker node's real output (rclpy, ``vision_msgs``) into a bag and reads it back.
+"""
 from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -47,13 +57,23 @@ def polygon(box, stamp_ns: int):
                                                                             Point32(x=x + w, y=y + h, z=0.0)]))
 
 
-def write_bag(path, topics: dict[str, list[tuple[int, object]]], storage=StoragePlugin.MCAP):
-    """A rosbag2 at ``path`` with ``{topic: [(log_time_ns, message), ...]}``."""
+class Serialized(NamedTuple):
+    """A message already in CDR bytes (as rclpy sent it)."""
+
+    msgtype: str
+    data: bytes
+
+
+def write_bag(path, topics: dict[str, list[tuple[int, object]]], storage=StoragePlugin.MCAP, typestore=TS):
+    """A rosbag2 at ``path`` with ``{topic: [(log_time_ns, message or Serialized), ...]}`` and its type definitions."""
     with Writer(path, version=9, storage_plugin=storage) as writer:
         for topic, messages in topics.items():
-            conn = writer.add_connection(topic, messages[0][1].__msgtype__, typestore=TS)
+            first = messages[0][1]
+            msgtype = first.msgtype if isinstance(first, Serialized) else first.__msgtype__
+            conn = writer.add_connection(topic, msgtype, typestore=typestore)
             for log_time, msg in messages:
-                writer.write(conn, log_time, TS.serialize_cdr(msg, msg.__msgtype__))
+                data = msg.data if isinstance(msg, Serialized) else typestore.serialize_cdr(msg, msgtype)
+                writer.write(conn, log_time, data)
     return path
 
 
@@ -136,7 +156,10 @@ def test_recorded_selection_starts_where_the_node_would(tmp_path, sequence, mode
     (lambda d, m: ["track", "--bag", str(d / "two"), "--init", "1,1,5,5"], "choose one with --topic"),
     (lambda d, m: ["track", "--bag", str(d / "two"), "--topic", "/nope", "--init", "1,1,5,5"], "is not in the bag"),
     (lambda d, m: ["track", "--bag", str(d / "two"), "--topic", "/imu", "--init", "1,1,5,5"], "has type std_msgs/msg/Header"),
-    (lambda d, m: ["track", "--bag", str(d / "two"), "--topic", "/a"], "no PolygonStamped / RegionOfInterest topic"),
+    (lambda d, m: ["track", "--bag", str(d / "two"), "--topic", "/a"],
+     "no PolygonStamped / RegionOfInterest / Detection2DArray topic"),
+    (lambda d, m: ["track", "--bag", str(d / "two"), "--topic", "/a", "--init", "1,1,5,5", "--recorded-output",
+                   str(d / "rec.txt")], "has no Detection2DArray topic"),
     (lambda d, m: ["track", "--bag", str(d / "bad"), "--init", "1,1,5,5"], "message 1 is not a usable image"),
     (lambda d, m: ["track", "video.mp4", "--topic", "/a", "--init", "1,1,5,5"], "need a bag"),
     (lambda d, m: ["track", "video.mp4", "--bag", str(d / "two"), "--init", "1,1,5,5"], "give one input"),
@@ -152,3 +175,146 @@ def test_bad_bags_give_one_clear_error(tmp_path, sequence, model_file, capsys, m
     assert main(make_args(tmp_path, model_file) + ["--model", str(model_file), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def record_node_output(frames, stamps, init_box) -> list[tuple[int, bytes]]:
+    """The tracker node (planted-peak backend) on ``frames``: its ``detections`` as (header stamp, CDR bytes sent)."""
+    rclpy = pytest.importorskip("rclpy", reason="recording the node's output needs rclpy")
+    pytest.importorskip("vision_msgs", reason="the node's output type needs vision_msgs (a ROS install, or "
+                                              "scripts/setup_env.sh with ../shared/ros_src)")
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Image as RosImage, RegionOfInterest
+    from vision_msgs.msg import Detection2DArray
+
+    from fakes import PlantedPeakBackend, brightest_blob_offset
+    from mlkd_tracker.ros.convert import bgr_to_bytes
+    from mlkd_tracker.ros.node import TrackerNode
+    from mlkd_tracker.tracker import SiameseTracker
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=random.randint(1, 101))  # 0-101: DDS ports below the ephemeral range
+    node = TrackerNode(tracker_factory=lambda *a, **k: (SiameseTracker(PlantedPeakBackend(brightest_blob_offset)),
+                                                        None), context=context, namespace="/rec")
+    peer = rclpy.create_node("recorder", namespace="/rec", context=context)
+    sent: list[bytes] = []
+    peer.create_subscription(Detection2DArray, "detections", sent.append, 100, raw=True)
+    images = peer.create_publisher(RosImage, "image", 10)
+    roi = peer.create_publisher(RegionOfInterest, "init_roi", 10)
+    executor = SingleThreadedExecutor(context=context)
+    for n in (node, peer):
+        executor.add_node(n)
+
+    def spin_until(predicate, what: str) -> None:
+        deadline = time.monotonic() + 10
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            executor.spin_once(timeout_sec=0.01)
+    try:
+        assert node.start()
+        spin_until(lambda: images.get_subscription_count() and roi.get_subscription_count(), "discovery")
+        for i, (frame, stamp) in enumerate(zip(frames, stamps)):
+            msg = RosImage(height=frame.shape[0], width=frame.shape[1], encoding="bgr8", step=frame.shape[1] * 3,
+                           data=bgr_to_bytes(frame))
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
+            count = len(sent)
+            images.publish(msg)
+            spin_until(lambda: len(sent) > count, f"the array for frame {i}")
+            if i == 1:  # the target is selected on the second frame
+                x, y, w, h = init_box
+                roi.publish(RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h))
+                spin_until(lambda: len(sent) > count + 1, "the init box")
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        peer.destroy_node()
+        rclpy.shutdown(context=context)
+    headers = [deserialize_message(data, Detection2DArray).header.stamp for data in sent]
+    return [(h.sec * 10**9 + h.nanosec, data) for h, data in zip(headers, sent)]
+
+
+def vision_msgs_typestore():
+    """The Humble typestore plus vision_msgs, read from the installed package's .msg files."""
+    from ament_index_python.packages import get_package_share_directory
+    from rosbags.typesys import get_types_from_msg
+
+    typestore = get_typestore(Stores.ROS2_HUMBLE)
+    for path in sorted(Path(get_package_share_directory("vision_msgs"), "msg").glob("*.msg")):
+        typestore.register(get_types_from_msg(path.read_text(), f"vision_msgs/msg/{path.stem}"))
+    return typestore
+
+
+STAMPS = [T0 + i * PERIOD for i in range(N)]
+
+
+@pytest.fixture(scope="module")
+def node_output(tmp_path_factory, sequence):
+    """A bag of the camera and the node's real ``detections`` (target selected on frame 1), its messages, its typestore."""
+    frames, truth = sequence
+    sent = record_node_output(frames, STAMPS, truth[1])
+    assert len(sent) == N + 1  # frame 0 (idle: empty), the init box on frame 1, then one array per frame
+    detections = [(t + 5_000_000, Serialized("vision_msgs/msg/Detection2DArray", d)) for t, d in sent]
+    typestore = vision_msgs_typestore()
+    bag = write_bag(tmp_path_factory.mktemp("bag") / "flight", {"/camera/image_raw": camera_messages(frames),
+                                                                "/rec/detections": detections}, typestore=typestore)
+    return bag, detections, typestore
+
+
+def test_replay_reads_the_node_output_back(tmp_path, sequence, model_file, node_output, capsys):
+    frames, truth = sequence
+    stamps = STAMPS
+    bag, detections, typestore = node_output
+    node_boxes = BagSource(bag).recorded_boxes()
+    assert node_boxes[stamps[0]] is None and node_boxes[stamps[1]] == pytest.approx(truth[1])
+    assert all(node_boxes[s] == pytest.approx(truth[i], abs=1.0) for i, s in enumerate(stamps[2:], start=2))
+
+    # no selection recorded: the replay starts from the node's first box, on the frame its header names
+    out, rec = tmp_path / "res.txt", tmp_path / "rec.txt"
+    assert main(["track", "--bag", str(bag), "--model", str(model_file), "--output", str(out),
+                 "--recorded-output", str(rec), "--quiet"]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == N - 1 and tuple(map(float, lines[0].split(","))) == pytest.approx(truth[1])
+    recorded = np.loadtxt(rec, delimiter=",")
+    np.testing.assert_allclose(recorded, [node_boxes[s] for s in stamps[1:]], atol=1e-4)
+    assert f"a box on {N - 1} of {N - 1} replayed frames" in capsys.readouterr().out
+    assert main(["track", "--bag", str(bag), "--init", "40,30,24,24", "--model", str(model_file),
+                 "--recorded-output", str(rec), "--quiet"]) == 0
+    assert rec.read_text().splitlines()[0] == "nan,nan,nan,nan"  # frame 0: the node had no target yet
+    assert len(rec.read_text().splitlines()) == N
+
+    # a recorded selection comes first; the node's boxes are still written for the replayed frames
+    x, y, w, h = truth[4]
+    ROI = TS.types["sensor_msgs/msg/RegionOfInterest"]
+    both = write_bag(tmp_path / "both", {
+        "/camera/image_raw": camera_messages(frames), "/rec/detections": detections,
+        "/rec/init_roi": [(stamps[4] + 10_000_000, ROI(x_offset=x, y_offset=y, width=w, height=h, do_rectify=False))]},
+        typestore=typestore)
+    assert main(["track", "--bag", str(both), "--model", str(model_file), "--output", str(out),
+                 "--recorded-output", str(rec), "--quiet"]) == 0
+    assert len(out.read_text().splitlines()) == N - 4 == len(rec.read_text().splitlines())
+    assert main(["track", "--bag", str(both), "--init-topic", "/rec/detections", "--model", str(model_file),
+                 "--output", str(out), "--quiet"]) == 0
+    assert len(out.read_text().splitlines()) == N - 1
+
+
+def test_replay_and_the_runtime_import_no_ros_package(tmp_path, model_file, node_output):
+    """``mlkd track --bag`` on the node's output bag with every ROS Python package made unimportable."""
+    bag, _, _ = node_output
+    blocked = ("rclpy", "vision_msgs", "launch", "launch_ros", "sensor_msgs", "std_msgs", "geometry_msgs",
+               "rosidl_runtime_py", "ament_index_python", "cv_bridge")
+    code = f"""
+import sys
+class NoRos:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError("ROS package imported: " + name)
+sys.meta_path.insert(0, NoRos())
+import mlkd_tracker, mlkd_tracker.sources, mlkd_tracker.ros.convert, mlkd_tracker.cli.track
+from mlkd_tracker.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+    rec = tmp_path / "rec.txt"
+    result = subprocess.run([sys.executable, "-c", code, "track", "--bag", str(bag), "--model", str(model_file),
+                             "--recorded-output", str(rec), "--quiet"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(rec.read_text().splitlines()) == N - 1  # started from the node's first box, read without ROS

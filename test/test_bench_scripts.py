@@ -78,6 +78,39 @@ def test_error_stats_on_known_arrays():
     assert stats["best_anchor_agreement"] == 1.0  # a uniform shift keeps the best anchor
 
 
+def test_crop_bench_times_both_modes_on_real_sequences(tmp_path, shared_data):
+    if not (shared_data / "uav_real" / "data_seq").is_dir():
+        pytest.skip("real UAV sequences absent")
+    crop = load_script("crop")
+    report = tmp_path / "crop.json"
+    assert crop.main(["--data", str(shared_data / "uav_real"), "--sequences", "1", "--frames", "6",
+                      "--json", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["frames"] == 6 and data["frame_size"] == [1280, 720]
+    assert data["largest_window"] == round(((1280 + 1000) * (720 + 1000)) ** 0.5 * 287 / 127)  # a frame-sized target
+    assert data["crops"]["all"] == 6 and data["crops"]["largest"] == 50
+    assert set(data["crop_ms"]["all"]) == {"fast", "pysot"}
+    assert 0 < data["differing_values"] < 0.3 and data["max_difference"] == 1
+
+
+def test_enhancer_bench_reports_floor_ratios_and_system_time(tmp_path, monkeypatch):
+    enhancer = load_script("enhancer")
+    monkeypatch.setattr(enhancer, "matmul_rates", lambda: (50.0, 25.0))  # GFLOP per wall / CPU second
+    report = tmp_path / "enhancer.json"
+    assert enhancer.main(["--frame-sizes", "64x48", "--size", "64x48", "--tile", "32", "--threads", "1",
+                          "--repeats", "1", "--frame-repeats", "2", "--warmup", "1", "--frames", "2",
+                          "--json", str(report)]) == 0
+    rows = json.loads(report.read_text())["enhancer_ms"]
+    assert set(rows) == {"template crop 127x127", "search crop 287x287", "search crop 287x287, reference structure",
+                         "frame 64x48, 32 px tiles", "frame 64x48, one pass"}
+    flops_per_pixel = 2 * 9 * (3 * 32 + 32 * 32 + 3 * 64 * 32 + 64 * 16)  # LE-Net's seven 3x3 convolutions
+    frame = rows["frame 64x48, one pass"]
+    assert frame["gflop"] == pytest.approx(flops_per_pixel * 64 * 48 / 1e9)
+    assert frame["floor_ms"] == pytest.approx(frame["gflop"] / 50.0 * 1e3)
+    assert frame["p50_over_floor"] == pytest.approx(frame["p50"] / frame["floor_ms"])
+    assert frame["cpu_over_floor"] == pytest.approx(frame["cpu_ms"] / (frame["gflop"] / 25.0 * 1e3))
+    assert 0 <= frame["system_share"] <= 1 and frame["minor_faults"] >= 0
+
 
 def test_video_frames_script_checks_out_of_order_reads_and_writes_json(tmp_path, capsys):
     from dataset_fixtures import write_uav_video_dataset

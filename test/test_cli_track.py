@@ -79,6 +79,8 @@ def test_track_video_file_and_max_frames(frame_folder, model_file, tmp_path):
     (lambda d, m: ["track", str(d / "frames"), "--model", str(d / "bad.mp4"), "--init", "1,1,5,5"], "unknown model file type"),
     (lambda d, m: ["track", str(d / "frames"), "--model", str(d / "corrupt.pth"), "--init", "1,1,5,5"], "not a PyTorch checkpoint"),
     (lambda d, m: ["track", str(d / "frames"), "--model", str(m), "--init", "1,1,5,5", "--set", "foo=1"], "unknown tracking parameter"),
+    (lambda d, m: ["track", str(d / "frames"), "--model", str(m), "--init", "1,1,5,5", "--set", "crop=exact"],
+     "crop must be one of fast, pysot"),
     (lambda d, m: ["track", str(d / "mixed"), "--model", str(m), "--init", "1,1,5,5"], "frame size changed"),
     (lambda d, m: ["track", str(d / "frames"), "--model", str(m), "--init", "1,1,5,5", "--show"], "needs a display"),
 ])

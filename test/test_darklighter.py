@@ -1,12 +1,16 @@
 """DarkLighter: published formulas, official weights, the teacher's pixel convention, bad weight files."""
 import math
+import os
 import pickle
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import shared_dir
+from conftest import REPO, shared_dir
 from mlkd_tracker.cli import main
 from mlkd_tracker.errors import ModelFileError
 from mlkd_tracker.nets import DarkLighter, SiamRPN
@@ -200,3 +204,45 @@ def test_tiles_only_for_inference_never_in_exported_graphs(monkeypatch):
     frozen.e_conv1.register_forward_hook(lambda *a: calls.append(1))
     frozen(torch.rand(1, 3, 40, 40))  # autograd on, but nothing needs a gradient: tiled
     assert len(calls) == 9
+
+
+@pytest.mark.parametrize("tile_size", [7, 20, 33])
+def test_tiles_equal_one_pass_exactly_in_float64(tile_size):
+    """The halo is the receptive radius: in float64 (no rounding to hide behind) tiled and one-pass agree."""
+    state = random_darklighter_state(8, scale=0.1)
+    one_pass = from_state(state).double()
+    tiled = from_state(state, tile_size).double()
+    pixels = night_pixels((2, 3, 45, 71), seed=3).double()
+    with torch.no_grad():
+        assert (tiled(pixels) - one_pass(pixels)).abs().max().item() < 1e-9
+
+
+REPEATED_PASSES = """
+import resource, torch
+from mlkd_tracker.memory import retain_freed_memory
+from mlkd_tracker.nets.darklighter import DarkLighter
+torch.set_num_threads(1)
+model, pixels = DarkLighter().eval(), torch.rand(1, 3, 256, 256) * 60
+with torch.inference_mode():
+    for _ in range(3):  # the heap grows to one pass's working set
+        model(pixels)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(2):
+        model(pixels)
+print(retain_freed_memory(), (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 2)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc tuning applies to glibc only")
+def test_repeated_passes_reuse_freed_memory_instead_of_faulting_it_in():
+    """Each 256x256 pass frees ~100 MB of feature maps; the next pass must reuse them, not fault in new pages."""
+    def faults_per_pass(**env):
+        out = subprocess.run([sys.executable, "-c", REPEATED_PASSES], capture_output=True, text=True, check=True,
+                             env={**os.environ, **env}, cwd=REPO).stdout.split()
+        return out[0] == "True", float(out[1])
+
+    retained, faults = faults_per_pass()
+    left_alone, default_faults = faults_per_pass(MALLOC_MMAP_MAX_="65536")  # the user's own malloc setting wins
+    assert retained and not left_alone
+    assert default_faults > 5000  # glibc's defaults hand the buffers back every pass: ~50 MB faulted in again
+    assert faults < 2500 and faults * 10 < default_faults  # a few MB at most (Python's own arenas, thread stacks)

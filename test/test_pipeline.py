@@ -63,23 +63,29 @@ def test_pipeline_end_to_end_then_rerun_and_publish(synth, enhancer, tmp_path, c
 
     split = json.loads((out / "split.json").read_text())
     assert [len(split[k]) for k in ("train", "val", "test")] == [3, 1, 1]
-    for stage in ("base", "teacher", "ml", "nokd"):
+    for stage in ("base", "teacher", "ml"):
         assert (out / stage / "history.json").is_file() and (out / stage / "config.json").is_file()
     teacher_config = json.loads((out / "teacher" / "config.json").read_text())
     assert teacher_config["init"].endswith("base/base.pth") and teacher_config["mode"] == "teacher"
-    nokd_config = json.loads((out / "nokd" / "config.json").read_text())
     ml_config = json.loads((out / "ml" / "config.json").read_text())
-    assert nokd_config["optim"] == ml_config["optim"] and nokd_config["pairs"] == ml_config["pairs"]
-    assert nokd_config["mode"] == "base" and nokd_config["optim"]["freeze_head_output"] is True
+    assert ml_config["baselines"] == ["kd", "nokd"] and ml_config["optim"]["freeze_head_output"] is True
+    for name in ("kd_l2", "kd_spatial", "kd_threshold", "nokd"):  # baselines trained in the ML room
+        assert (out / "ml" / f"{name}.pth").is_file()
+    assert (out / "teacher0.pth").is_file()  # the teacher as built, before fine-tuning
 
     state, meta = read_checkpoint(out / "mlkd_track.pth")
     assert meta["name"] == "MLKD-Track" and meta["selection"]["from"].startswith("student_")
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
     summary = json.loads((out / "pipeline.json").read_text())
-    assert set(summary["test"]) == {"MLKD-Track", "no-KD-student", "teacher", "day-base", "CSRT", "KCF"}
+    assert set(summary["test"]) == {"MLKD-Track", "no-KD", "KD-l2", "KD-spatial", "KD-threshold", "teacher",
+                                    "teacher (no fine-tuning)", "start", "CSRT", "KCF"}
     assert all(0.0 <= s["success_auc"] <= 1.0 for s in summary["test"].values())
+    assert summary["test_day"] == {}  # synthetic data: the night twins are the test set, no day run
+    assert [row[0] for row in summary["targets"]][:2] == ["MLKD-Track >= start + 0.05 (night)",
+                                                          "MLKD-Track >= no-KD student (night)"]
     card = (out / "MODEL_CARD.md").read_text()
-    for text in ("MLKD-Track", "no-KD-student", "teacher", "CSRT", "KCF", "Distillation check", "pairs/s"):
+    for text in ("MLKD-Track", "no-KD", "KD-spatial", "teacher (no fine-tuning)", "CSRT", "KCF", "## Targets",
+                 "pairs/s", "the night twins written by `mlkd synth`", "Trained from scratch by this pipeline"):
         assert text in card
     assert "by `mlkd synth` (version 1): seed 0, 5 sequences of 6-7 frames at 128x96, from scikit-image's" in card
     assert (out / "plots" / "success.png").stat().st_size > 1000
@@ -96,7 +102,7 @@ def test_pipeline_end_to_end_then_rerun_and_publish(synth, enhancer, tmp_path, c
 
     # a second run keeps every finished stage; one with other settings for a finished stage is refused
     assert main(args) == 0
-    assert capsys.readouterr().out.count("finished earlier, kept") == 4
+    assert capsys.readouterr().out.count("finished earlier, kept") == 3
     assert main(args + ["--set", "ml.losses.kd_weight=5"]) == 2
     assert "was trained with other settings (losses.kd_weight)" in capsys.readouterr().err
 

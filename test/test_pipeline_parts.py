@@ -1,5 +1,8 @@
 """Pieces of the default-model pipeline that need no trained model: split, verdict, result reuse."""
-from mlkd_training.pipeline import (_forget_stale_results, distillation_check, portable_paths, split_names,
+import pytest
+
+from mlkd_tracker.errors import InputError
+from mlkd_training.pipeline import (_forget_stale_results, portable_paths, read_split, split_names, target_checks,
                                     training_losses_table)
 from mlkd_training.room import LossConfig
 
@@ -12,13 +15,25 @@ def test_split_is_deterministic_disjoint_and_complete():
     assert split_names(names, 0.15, 0.25, seed=3) == (train, val, test)
 
 
-def test_distillation_verdict_names_the_likely_reason():
-    assert distillation_check({"MLKD-Track": 0.42, "no-KD-student": 0.40, "teacher": 0.5}).startswith("**holds**")
-    no_margin = distillation_check({"MLKD-Track": 0.40, "no-KD-student": 0.41, "teacher": 0.39})
-    assert no_margin.startswith("**does not hold**") and "nothing to distil" in no_margin
-    short = distillation_check({"MLKD-Track": 0.40, "no-KD-student": 0.41, "teacher": 0.55})
-    assert "too short" in short and "0.400 vs 0.410" in short
-    assert distillation_check({"teacher": 0.5}) == "not measured"
+def test_target_checks_say_met_missed_or_not_measured():
+    night = {"MLKD-Track": 0.50, "start": 0.44, "no-KD": 0.49, "teacher": 0.53, "KD-l2": 0.48, "KD-spatial": 0.51}
+    rows = {r[0]: r for r in target_checks(night, {"MLKD-Track": 0.70, "start": 0.73})}
+    assert rows["MLKD-Track >= start + 0.05 (night)"][1:] == ["0.500", "0.440", "met"]
+    assert rows["MLKD-Track >= no-KD student (night)"][3] == "met"
+    assert rows["MLKD-Track within 0.02 of the teacher (night)"][3] == "missed"  # 0.03 below
+    assert rows["ML student >= best single-KD (KD-spatial, night)"][1:] == ["0.500", "0.510", "missed"]
+    assert rows["MLKD-Track >= start - 0.02 (day)"][3] == "missed"
+    assert target_checks(night, {})[-1][3] == "not measured"
+
+
+def test_fixed_split_files_are_checked(tmp_path):
+    good = tmp_path / "split.yaml"
+    good.write_text("train: [a, b]\nval: [c]\ntest: [d]\n")
+    assert read_split(good, ["a", "b", "c", "d", "e"]) == (["a", "b"], ["c"], ["d"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [a, b]\nval: [b, x]\ntest: []\n")
+    with pytest.raises(InputError, match=r"not in the data: \['x'\]; listed twice: \['b'\]"):
+        read_split(bad, ["a", "b", "c"])
 
 
 def test_results_of_a_changed_model_are_not_reused(tmp_path):

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from mlkd_tracker.errors import InputError
 from mlkd_tracker.ros import convert
-from mlkd_tracker.ros.convert import (box_corners, check_image, compressed_to_bgr, image_to_bgr, image_view,
-                                      points_to_box, roi_to_box)
+from mlkd_tracker.ros.convert import (box_center_size, check_image, compressed_to_bgr, detection_box, image_to_bgr,
+                                      image_view, points_to_box, roi_to_box)
 
 RNG = np.random.default_rng(0)
 BGR = RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)
@@ -117,9 +117,13 @@ def test_compressed_jpeg_png_and_garbage():
         compressed_to_bgr(SimpleNamespace(format="png", data=big.tobytes()), max_pixels=100)
 
 
-def test_boxes_polygons_and_rois():
-    assert box_corners((1, 2, 10, 5)) == [(1, 2), (11, 2), (11, 7), (1, 7)]
-    pts = [SimpleNamespace(x=x, y=y) for x, y in box_corners((1, 2, 10, 5))]
+def test_boxes_detections_polygons_and_rois():
+    assert box_center_size((1, 2, 10, 5)) == (6, 4.5, 10, 5)
+    cx, cy, w, h = box_center_size((1.25, 2.5, 10.5, 5))
+    detection = SimpleNamespace(bbox=SimpleNamespace(center=SimpleNamespace(position=SimpleNamespace(x=cx, y=cy)),
+                                                     size_x=w, size_y=h))
+    assert detection_box(detection) == (1.25, 2.5, 10.5, 5)
+    pts = [SimpleNamespace(x=x, y=y) for x, y in [(1, 2), (11, 2), (11, 7), (1, 7)]]  # an outline
     assert points_to_box(pts) == (1, 2, 10, 5)
     assert points_to_box(pts[::2]) == (1, 2, 10, 5)  # two opposite corners
     with pytest.raises(InputError, match="at least 2 points"):

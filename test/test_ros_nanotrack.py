@@ -12,9 +12,10 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy (ROS 2 wheels or a ROS install) is needed for node tests")
 
 from mlkd_tracker.backends import create_tracker  # noqa: E402
+from mlkd_tracker.tracker import Status, TrackResult  # noqa: E402
 from nanotrack_reference import official, real_clip  # noqa: E402
-from test_ros_node import iou, polygon_box, ros_context, stamp_ns  # noqa: E402,F401 - ros_context: rclpy per module
-from test_ros_node import rig_factory  # noqa: E402,F401 - fixture
+from ros_helpers import iou, stamp_ns  # noqa: E402
+from test_ros_node import box_of, ros_context, rig_factory  # noqa: E402,F401 - rclpy per module; rig fixture
 
 FRAMES = 20
 
@@ -35,20 +36,23 @@ def test_the_node_tracks_a_real_clip_with_nanotrack(rig_factory, model):
     init = tuple(float(round(v)) for v in truth[0])  # a RegionOfInterest holds whole pixels
     offline, loaded = create_tracker(path, "cpu")
     offline.init(frames[0], init)
-    expected = [init] + [offline.update(f).box_xywh for f in frames[1:]]
+    expected = [TrackResult(init, 1.0, Status.TRACKING)] + [offline.update(f) for f in frames[1:]]
 
     rig = rig_factory(factory=create_tracker, params={"model": path, "device": "cpu", "diagnostics_period": 0.2})
-    t0 = 7 * 10**9
-    rig.send(frames[0], t0)
+    stamps = [7 * 10**9 + i * 33_000_000 for i in range(FRAMES)]
+    rig.send(frames[0], stamps[0])
     rig.wait(lambda: rig.node.stats.received >= 1, "first frame")
     rig.init_roi(init)
     rig.wait(lambda: rig.boxes, "the init box", timeout=30)
+    arrays = [rig.boxes[0][1]]
     for i in range(1, FRAMES):
-        rig.send(frames[i], t0 + i * 33_000_000)
-        rig.wait(lambda: len(rig.boxes) > i, f"box for frame {i}", timeout=30)
-    assert [stamp_ns(m) for _, m in rig.boxes] == [t0 + i * 33_000_000 for i in range(FRAMES)]
-    boxes = [polygon_box(m) for _, m in rig.boxes]
-    np.testing.assert_allclose(boxes, expected, atol=0.01)  # the node is the library tracker, frame for frame
+        rig.send(frames[i], stamps[i])
+        rig.wait(lambda: stamp_ns(rig.arrays[-1]) == stamps[i], f"the array for frame {i}", timeout=30)
+        arrays.append(rig.arrays[-1])
+    assert all(r.status == Status.TRACKING for r in expected)  # the released weights hold this target
+    assert all(len(m.detections) == 1 for m in arrays)
+    boxes = [box_of(m) for m in arrays]
+    np.testing.assert_allclose(boxes, [r.box_xywh for r in expected], atol=0.01)  # the library tracker, frame for frame
     tracked = np.mean([iou(b, t) for b, t in zip(boxes[1:], truth[1:])])
     standing = np.mean([iou(init, t) for t in truth[1:]])  # a box that never moves
     assert tracked > 0.6 and tracked > standing + 0.3, (tracked, standing)  # it follows the real target

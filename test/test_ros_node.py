@@ -3,7 +3,7 @@
 Each test runs the node and a peer node in this process on a random ROS domain limited to
 localhost; the deterministic planted-peak backend (``fakes.py``) makes the expected boxes exact.
 The console-script test runs the node as its own process with a real (tiny, random-weight)
-torch checkpoint and stops it with SIGINT.
+torch checkpoint and stops it with SIGINT. ``ros2 launch`` itself: ``test_ros_launch.py``.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -25,36 +24,35 @@ import pytest
 import yaml
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2 wheels or a ROS install) is needed for node tests")
+pytest.importorskip("vision_msgs", reason="vision_msgs is needed for node tests: a ROS install, or scripts/setup_env.sh "
+                                          "with ../shared/ros_src (generates it for the ROS wheels)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import Point32, PolygonStamped  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest  # noqa: E402
-from std_msgs.msg import Float32, String  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from fakes import PlantedPeakBackend, brightest_blob_offset, moving_square_frames  # noqa: E402
 from mlkd_tracker.backends import create_tracker  # noqa: E402
-from mlkd_tracker.ros.convert import bgr_to_bytes  # noqa: E402
+from mlkd_tracker.ros.convert import bgr_to_bytes, detection_box  # noqa: E402
 from mlkd_tracker.ros.node import TrackerNode  # noqa: E402
-from mlkd_tracker.tracker import SiameseTracker  # noqa: E402
+from mlkd_tracker.tracker import SiameseTracker, Status, TrackResult  # noqa: E402
+from ros_helpers import iou, ros_context_fixture, spin_in_background, stamp_ns  # noqa: E402
 
 DOMAIN_ID = random.randint(1, 100)
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "mlkd_tracker.yaml"
 _names = itertools.count()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ros_context():
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    rclpy.init(domain_id=DOMAIN_ID)
-    yield
-    rclpy.shutdown()
+ros_context = ros_context_fixture(DOMAIN_ID)
 
 
 class FakeLoaded:
@@ -80,42 +78,22 @@ def planted_factory(delay_s: float = 0.0):
     return factory
 
 
-def image_msg(frame: np.ndarray, stamp_ns: int, frame_id: str = "camera") -> Image:
+def image_msg(frame: np.ndarray, stamp: int, frame_id: str = "camera") -> Image:
     msg = Image(height=frame.shape[0], width=frame.shape[1], encoding="bgr8", step=frame.shape[1] * 3,
                 data=bgr_to_bytes(frame))
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
     msg.header.frame_id = frame_id
     return msg
 
 
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    return inter / (aw * ah + bw * bh - inter)
+def box_of(msg: Detection2DArray):
+    """The box of a one-detection array (x, y, w, h)."""
+    assert len(msg.detections) == 1
+    return detection_box(msg.detections[0])
 
 
-def polygon_box(msg: PolygonStamped):
-    xs = [p.x for p in msg.polygon.points]
-    ys = [p.y for p in msg.polygon.points]
-    return min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
-
-
-def stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-
-def spin_in_background(executor) -> threading.Thread:
-    def spin():
-        try:
-            executor.spin()
-        except ExternalShutdownException:
-            pass
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
-    return thread
+def score_of(msg: Detection2DArray) -> float:
+    return msg.detections[0].results[0].hypothesis.score
 
 
 def new_namespace() -> str:
@@ -132,14 +110,14 @@ class Rig:
                                 parameter_overrides=overrides)
         self.ns = ns
         self.peer = Node("peer", namespace=ns)
-        self.boxes: list[tuple[float, PolygonStamped]] = []
-        self.scores: list[float] = []
+        self.arrays: list[Detection2DArray] = []  # every detections message
+        self.boxes: list[tuple[float, Detection2DArray]] = []  # (receipt time, array with the target)
+        self.empty: list[Detection2DArray] = []  # arrays without a target (idle or lost)
         self.statuses: list[str] = []
         self.diagnostics: list[dict] = []
         self.debug_images: list[Image] = []
         p = self.peer
-        p.create_subscription(PolygonStamped, "target_box", lambda m: self.boxes.append((time.time(), m)), 100)
-        p.create_subscription(Float32, "target_score", lambda m: self.scores.append(m.data), 100)
+        p.create_subscription(Detection2DArray, "detections", self._on_detections, 100)
         p.create_subscription(String, "target_status", lambda m: self.statuses.append(m.data), 100)
         p.create_subscription(Image, "debug_image", self.debug_images.append, 10)
         p.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
@@ -156,6 +134,13 @@ class Rig:
             images = self.compressed_pub if (params or {}).get("use_compressed") else self.image_pub
             self.wait(lambda: images.get_subscription_count() > 0 and self.roi_pub.get_subscription_count() > 0,
                       "discovery")
+
+    def _on_detections(self, msg: Detection2DArray) -> None:
+        self.arrays.append(msg)
+        if msg.detections:
+            self.boxes.append((time.time(), msg))
+        else:
+            self.empty.append(msg)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -230,28 +215,50 @@ def rig_factory():
         r.close()
 
 
-def test_boxes_follow_the_target_with_the_image_header(rig_factory):
-    rig = rig_factory(params={"diagnostics_period": 0.2})
+def test_detections_follow_the_target_with_the_image_header(rig_factory):
+    rig = rig_factory(params={"diagnostics_period": 0.2, "target_class": "vehicle"})
     frames, truth = moving_square_frames(30)
     t0 = 1_700_000_000 * 10**9
     rig.send(frames[0], t0)
-    rig.wait(lambda: rig.node.stats.received >= 1, "first frame")
+    rig.wait(lambda: rig.empty, "an empty array for the frame before any target")
+    assert stamp_ns(rig.empty[0]) == t0 and rig.empty[0].header.frame_id == "camera"
     rig.init_roi(truth[0])
     rig.wait(lambda: rig.boxes, "the init box")
     for i in range(1, 30):
         rig.send(frames[i], t0 + i * 33_000_000, frame_id=f"cam{i}")
         rig.wait(lambda: len(rig.boxes) > i, f"box for frame {i}")
-    assert polygon_box(rig.boxes[0][1]) == pytest.approx(truth[0])
+    assert box_of(rig.boxes[0][1]) == pytest.approx(truth[0])
     for i, (_, msg) in enumerate(rig.boxes[1:], start=1):
         assert stamp_ns(msg) == t0 + i * 33_000_000 and msg.header.frame_id == f"cam{i}"
-        assert iou(polygon_box(msg), truth[i]) > 0.7, (i, polygon_box(msg), truth[i])
-    assert rig.statuses[-1] == "tracking" and min(rig.scores) > 0.9
+        assert iou(box_of(msg), truth[i]) > 0.7, (i, box_of(msg), truth[i])
+        detection = msg.detections[0]
+        assert detection.header == msg.header and detection.id == "1"
+        assert detection.bbox.center.theta == 0.0 and len(detection.results) == 1
+        assert detection.results[0].hypothesis.class_id == "vehicle" and score_of(msg) > 0.9
+    assert rig.statuses == ["idle", "tracking"]  # latched, on change
+    assert len(rig.empty) == 1
     diag = rig.latest_diagnostics()
-    assert diag["status"] == "tracking" and diag["lifecycle_state"] == "active"
+    assert diag["status"] == "tracking" and diag["lifecycle_state"] == "active" and diag["track_id"] == "1"
     assert int(diag["frames_tracked"]) == 29 and diag["backend"] == "planted-peak"
     for key in ("fps", "latency_p50_ms", "latency_p99_ms", "frames_dropped", "model"):
         assert key in diag
-    assert math.isfinite(float(diag["latency_p99_ms"]))
+    assert math.isfinite(float(diag["latency_p99_ms"])) and 0 <= float(diag["model_load_s"]) < 5
+
+
+def test_a_lost_target_gives_empty_arrays_and_a_lost_status(rig_factory):
+    # every score is under a threshold of 1.0: the status turns lost after 2 weak frames, tracking goes on
+    rig = rig_factory(params={"lost_threshold": 1.0, "lost_frames": 2})
+    frames, truth = moving_square_frames(6)
+    rig.feed(frames[:1], [10**9])
+    rig.init_roi(truth[0])
+    rig.wait(lambda: rig.boxes, "the init box")
+    for i in range(1, 6):  # one at a time: the node tracks the newest frame, a frame sent too early is dropped
+        rig.send(frames[i], (i + 1) * 10**9)
+        rig.wait(lambda: stamp_ns(rig.arrays[-1]) == (i + 1) * 10**9, f"the array for frame {i}")
+    assert [stamp_ns(m) for _, m in rig.boxes] == [10**9, 2 * 10**9]  # the init box and one weak frame
+    assert [stamp_ns(m) for m in rig.empty[1:]] == [(i + 1) * 10**9 for i in range(2, 6)]
+    assert rig.statuses == ["idle", "tracking", "lost"]
+    assert rig.node._tracker.initialized  # tracking went on: a target found again comes back as a detection
 
 
 def test_default_model_follows_the_target_through_a_generated_night_clip(rig_factory, tmp_path):
@@ -263,21 +270,27 @@ def test_default_model_follows_the_target_through_a_generated_night_clip(rig_fac
     init = tuple(float(int(v)) for v in seq.init_box)  # a RegionOfInterest holds whole pixels
     offline, _ = create_tracker(None, "cpu")
     offline.init(seq.frame(0), init)
-    expected = [init] + [offline.update(seq.frame(i)).box_xywh for i in range(1, n)]
+    expected = [TrackResult(init, 1.0, Status.TRACKING)] + [offline.update(seq.frame(i)) for i in range(1, n)]
 
     rig = rig_factory(factory=create_tracker, params={"device": "cpu"})  # model parameter unset: MLKD-Track
-    t0 = 3 * 10**9
-    rig.send(seq.frame(0), t0)
+    stamps = [3 * 10**9 + i * 33_000_000 for i in range(n)]
+    rig.send(seq.frame(0), stamps[0])
     rig.wait(lambda: rig.node.stats.received >= 1, "first frame")
     rig.init_roi(init)
     rig.wait(lambda: rig.boxes, "the init box", timeout=30)
+    arrays = [rig.boxes[0][1]]
     for i in range(1, n):
-        rig.send(seq.frame(i), t0 + i * 33_000_000, frame_id="night_cam")
-        rig.wait(lambda: len(rig.boxes) > i, f"box for frame {i}", timeout=30)
-    assert [stamp_ns(m) for _, m in rig.boxes[1:]] == [t0 + i * 33_000_000 for i in range(1, n)]
-    boxes = [polygon_box(m) for _, m in rig.boxes]
-    np.testing.assert_allclose(boxes, expected, atol=0.01)  # the node is the library tracker, frame for frame
-    frames = [i for i in range(1, n) if seq.valid[i]]
+        rig.send(seq.frame(i), stamps[i], frame_id="night_cam")
+        rig.wait(lambda: stamp_ns(rig.arrays[-1]) == stamps[i], f"the array for frame {i}", timeout=30)
+        arrays.append(rig.arrays[-1])
+    # the node is the library tracker, frame for frame: the same box while tracking, an empty array when lost
+    assert [len(m.detections) for m in arrays] == [int(r.status == Status.TRACKING) for r in expected]
+    assert sum(r.status == Status.LOST for r in expected) < n / 2  # this clip loses the target after frame 40
+    for msg, result in zip(arrays, expected):
+        if msg.detections:
+            np.testing.assert_allclose(box_of(msg), result.box_xywh, atol=0.01)
+    boxes = [r.box_xywh for r in expected]
+    frames = [i for i in range(1, n) if seq.valid[i] and arrays[i].detections]
     tracked = np.mean([iou(boxes[i], seq.gt[i]) for i in frames])
     standing = np.mean([iou(init, seq.gt[i]) for i in frames])  # a box that never moves
     assert tracked > 0.4 and tracked > standing + 0.3, (tracked, standing)
@@ -301,10 +314,10 @@ def test_stamped_init_uses_the_frame_it_was_drawn_on_and_catches_up(rig_factory)
 
     caught_up = run(stamped=True)
     assert stamp_ns(caught_up) == t0 + 23 * 40_000_000
-    assert iou(polygon_box(caught_up), truth[-1]) > 0.7
+    assert iou(box_of(caught_up), truth[-1]) > 0.7
     unstamped = run(stamped=False)
     assert stamp_ns(unstamped) == t0 + 23 * 40_000_000
-    assert iou(polygon_box(unstamped), truth[-1]) == 0.0
+    assert iou(box_of(unstamped), truth[-1]) == 0.0
 
 
 def test_stamp_outside_the_buffer_is_rejected_and_counted(rig_factory):
@@ -404,7 +417,7 @@ def test_malformed_messages_leave_the_node_alive_and_tracking(rig_factory):
         rig.send(frames[i], t0 + i * 10**8)
         rig.wait(lambda: len(rig.boxes) > i, f"box for frame {i}")
     for i, (_, msg) in enumerate(rig.boxes):
-        assert iou(polygon_box(msg), truth[i]) > 0.7, i
+        assert iou(box_of(msg), truth[i]) > 0.7, i
     diag = rig.latest_diagnostics()
     assert (diag["rejected_images"], diag["rejected_frames"], diag["rejected_init_boxes"]) == ("6", "1", "4")
     assert diag["tracking_errors"] == "0" and diag["status"] == "tracking"
@@ -424,16 +437,20 @@ def test_stop_and_reset_services(rig_factory):
     reset = rig.call("reset")
     assert reset.success and "template refreshed" in reset.message
     rig.wait(lambda: len(rig.boxes) == 3, "the box of the reset")
+    assert rig.boxes[-1][1].detections[0].id == "1"  # the same target
+    empty_before = len(rig.empty)
     stop = rig.call("stop")
     assert stop.success
     rig.wait(lambda: rig.statuses[-1] == "idle", "idle status")
-    assert rig.boxes[-1][1].polygon.points == []  # "no target" for consumers
+    rig.wait(lambda: len(rig.empty) > empty_before, "an empty array")  # "no target" for consumers at once
     count = len(rig.boxes)
     rig.send(frames[2], 3 * 10**9)
-    rig.wait(lambda: rig.node.stats.received >= 3, "a frame while idle")
-    time.sleep(0.2)
+    rig.wait(lambda: stamp_ns(rig.empty[-1]) == 3 * 10**9, "an empty array for the frame while idle")
     assert len(rig.boxes) == count
     assert not rig.call("reset").success
+    rig.init_roi(truth[2])
+    rig.wait(lambda: len(rig.boxes) > count, "the box of a new selection")
+    assert rig.boxes[-1][1].detections[0].id == "2"  # a new target
 
 
 def test_parameters_are_validated_and_applied_at_runtime(rig_factory):
@@ -446,9 +463,12 @@ def test_parameters_are_validated_and_applied_at_runtime(rig_factory):
     assert not results[0].successful and "applied at configure" in results[0].reason
     results = rig.set_params(image_topic="cam2")
     assert not results[0].successful and "applied at activate" in results[0].reason
-    results = rig.set_params(lost_frames=3, window_influence=0.2, debug_image=True)
+    results = rig.set_params(crop="exact")
+    assert not results[0].successful and "crop must be one of fast, pysot" in results[0].reason
+    results = rig.set_params(lost_frames=3, window_influence=0.2, debug_image=True, crop="pysot")
     assert all(r.successful for r in results)
-    assert (rig.node._tracker.config.lost_frames, rig.node._tracker.config.window_influence) == (3, 0.2)
+    config = rig.node._tracker.config
+    assert (config.lost_frames, config.window_influence, config.crop) == (3, 0.2, "pysot")
     results = rig.set_params(autostart=False)
     assert not results[0].successful
     frames, truth = moving_square_frames(3)
@@ -520,7 +540,7 @@ def test_compressed_input(rig_factory):
     for i in range(1, 12):
         send(frames[i], i)
         rig.wait(lambda: len(rig.boxes) > i, f"box {i}")
-    assert all(iou(polygon_box(m), truth[i]) > 0.7 for i, (_, m) in enumerate(rig.boxes))
+    assert all(iou(box_of(m), truth[i]) > 0.7 for i, (_, m) in enumerate(rig.boxes))
 
 
 def test_console_script_tracks_with_a_real_model_and_exits_cleanly_on_sigint(tmp_path):
@@ -536,6 +556,7 @@ def test_console_script_tracks_with_a_real_model_and_exits_cleanly_on_sigint(tmp
     proc = subprocess.Popen([sys.executable, "-m", "mlkd_tracker.ros.node", "--ros-args", "-r", f"__ns:={ns}",
                              "--params-file", str(CONFIG),
                              "-p", f"model:={model}", "-p", "device:=cpu", "-p", "diagnostics_period:=0.2",
+                             "-p", "lost_threshold:=0.0",  # random weights, low scores: never "lost" here
                              # reliable input across processes, set the way a user overrides QoS
                              "-p", f"qos_overrides.{ns}/image.subscription.reliability:=reliable"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -546,7 +567,7 @@ def test_console_script_tracks_with_a_real_model_and_exits_cleanly_on_sigint(tmp
         for status in msg.status:
             if status.name.startswith(f"{ns}/mlkd_tracker:"):
                 received.extend(int(kv.value) for kv in status.values if kv.key == "frames_received")
-    peer.create_subscription(PolygonStamped, "target_box", boxes.append, 10)
+    peer.create_subscription(Detection2DArray, "detections", lambda m: m.detections and boxes.append(m), 10)
     peer.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     pub = peer.create_publisher(Image, "image", 10)
     roi = peer.create_publisher(RegionOfInterest, "init_roi", 10)
@@ -575,7 +596,7 @@ def test_console_script_tracks_with_a_real_model_and_exits_cleanly_on_sigint(tmp
                 time.sleep(0.02)
         assert len(boxes) == 6
         for msg in boxes:
-            x, y, w, h = polygon_box(msg)
+            x, y, w, h = box_of(msg)
             assert 0 <= x and 0 <= y and x + w <= 640 and y + h <= 360 and w > 0 and h > 0
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)

@@ -11,7 +11,7 @@ from mlkd_tracker.config import default_model_path
 from mlkd_tracker.errors import ModelFileError
 from mlkd_tracker.nets import DarkLighter, SiamRPN
 from mlkd_tracker.nets.checkpoint import load_network, save_checkpoint
-from mlkd_training.teacher import TEACHER_NAME, build_teacher, freeze_enhancer, load_teacher, save_teacher
+from mlkd_training.teacher import build_teacher, freeze_enhancer, load_teacher, save_teacher
 from reference_darklighter import random_darklighter_state, reference_enhance
 
 SMALL = ["--set", "instance_size=159"]  # a 159 search crop keeps the enhancer cheap in tests
@@ -35,7 +35,8 @@ def parts(tmp_path):
 def test_teacher_forward_is_enhancer_then_tracker(parts):
     enhancer_state, student, d = parts
     teacher, meta = build_teacher(d / "darklighter.pth", d / "student.pth")
-    assert meta["name"] == TEACHER_NAME and meta["arch"] == {"width": 0.25, "enhancer": "darklighter"}
+    assert meta["name"] == "MLKD teacher (DarkLighter + SiamRPN)"
+    assert meta["arch"] == {"type": "siamrpn", "width": 0.25, "anchor_num": 5, "enhancer": "darklighter"}
     assert meta["sources"] == {"enhancer": str(d / "darklighter.pth"), "tracker": str(d / "student.pth")}
     g = torch.Generator().manual_seed(0)
     z, x = torch.rand(2, 3, 127, 127, generator=g) * 90, torch.rand(2, 3, 143, 143, generator=g) * 90

@@ -131,3 +131,23 @@ def test_worker_processes_load_the_same_batches(tiny, tmp_path):
         trainer.sampler.set_epoch(1)
     for a, b in zip(single._loader(), multi._loader()):
         assert all(torch.equal(a[k], b[k]) for k in ("template", "search", "label_cls", "label_loc"))
+
+
+def test_baselines_share_the_room_but_not_the_election(tiny, tmp_path):
+    config = load_train_config(overrides={**SMALL, "optim.epochs": 1, "optim.warmup.epochs": 0,
+                                          "baselines": ["kd", "nokd"]}, mode="ml")
+    students, teacher = ml_parts()
+    models = {**copy.deepcopy(students), **{n.replace("student_", "kd_"): copy.deepcopy(m) for n, m in students.items()},
+              "nokd": SiamRPN(0.25)}
+    trainer = Trainer(config, tmp_path / "run", [PairSource(FrameCanvases(tiny, config.pairs))], models=models,
+                      teacher=copy.deepcopy(teacher), device="cpu", progress=False)
+    losses = trainer.fit()[0]["losses"]
+    elected = dict(zip(trainer.models, trainer.room.elections))
+    assert sum(elected[n] for n in students) == 2 and all(elected[n] == 0 for n in elected if n not in students)
+    assert "kd_spatial/feature_spatial" in losses and "kd_spatial/mutual" not in losses
+    assert "kd_spatial/peak_ratio" not in losses and "student_spatial/peak_ratio" in losses
+    assert not any(k.startswith("nokd/") and ("kd" in k.split("/")[1] or "feature" in k) for k in losses)
+    assert np.isfinite(losses["nokd/total"])
+    assert (tmp_path / "run" / "kd_l2.pth").is_file() and (tmp_path / "run" / "nokd.pth").is_file()
+    with pytest.raises(InputError, match="baselines"):
+        load_train_config(overrides={**SMALL, "baselines": ["kd"]}, mode="kd")

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from mlkd_tracker.backends import LoadedModel
-from mlkd_tracker.config import ModelSpec, TrackerConfig, architecture_tracker_config
+from mlkd_tracker.config import ModelSpec, TrackerConfig
 from mlkd_tracker.errors import InputError
-from mlkd_tracker.nets.checkpoint import CHECKPOINT_SUFFIXES, load_network
+from mlkd_tracker.nets.checkpoint import CHECKPOINT_SUFFIXES, checkpoint_tracking, load_network
 from mlkd_tracker.nets.nanotrack import NanoTrack
 from mlkd_tracker.nets.siamrpn import SiamRPN, fold_batchnorm
 
@@ -144,12 +144,10 @@ def _info(backend: TorchBackend, file: str, **extra: Any) -> dict[str, Any]:
 
 def open_model(path: Path, device: str = "auto", precision: str = "auto",
                log: Callable[[str], None] | None = None) -> LoadedModel:
-    """A torch backend for a checkpoint; tracking values from its meta, else its architecture's defaults
-    (the authors' values for a released NanoTrack file, MLKD-Track's for a SiamRPN one)."""
+    """A torch backend for a checkpoint; tracking values from its meta, else the authors' values for a
+    released NanoTrack or pysot model-zoo file, else MLKD-Track's (``checkpoint_tracking``)."""
     model, meta = load_network(path)
-    tracking = meta.get("tracking")
-    config = (TrackerConfig.from_dict(tracking, str(path)) if isinstance(tracking, dict)
-              else architecture_tracker_config(model.arch()))
+    config = checkpoint_tracking(meta, model.arch(), str(path))
     backend = _backend(model, config, device, precision)
     name = str(meta.get("name", path.stem))
     info = _info(backend, str(path), **_arch_info(model), files=[str(path)], model_bytes=path.stat().st_size)

@@ -15,8 +15,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bag", metavar="BAG", help="replay a rosbag2 instead: .mcap file, .db3 file or bag folder "
                    "(read with rosbags; no ROS install needed)")
     p.add_argument("--topic", help="image topic in the bag (sensor_msgs/Image or CompressedImage; default: its only one)")
-    p.add_argument("--init-topic", metavar="TOPIC", help="bag topic with the recorded target selection "
-                   "(PolygonStamped or RegionOfInterest), used when --init is not given (default: its only one)")
+    p.add_argument("--init-topic", metavar="TOPIC", help="bag topic with the recorded target, used when --init is "
+                   "not given: a selection (PolygonStamped or RegionOfInterest; default: its only one), else the "
+                   "node's first box (its Detection2DArray output)")
+    p.add_argument("--recorded-output", metavar="TXT", help="write the boxes the node published in the bag for the "
+                   "replayed frames (matched by image stamp), in the --output format; nan,nan,nan,nan where it "
+                   "published no target")
+    p.add_argument("--detections-topic", metavar="TOPIC", help="the node's Detection2DArray topic in the bag, for "
+                   "--recorded-output (default: its only one)")
     p.add_argument("--model", default=None,
                    help="model file: .pth/.safetensors (torch), .onnx, .engine, or a models/*.yaml "
                         "(default: the bundled MLKD-Track)")
@@ -102,6 +108,11 @@ class VideoOut:
         os.replace(self.tmp, self.path)
 
 
+def _results_text(boxes) -> str:
+    """``x,y,w,h`` lines (OTB / pysot result format)."""
+    return "".join(",".join(f"{v:.4f}" for v in b) + "\n" for b in boxes)
+
+
 def run(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
@@ -118,14 +129,15 @@ def run(args: argparse.Namespace) -> int:
     if (args.source is None) == (args.bag is None):
         raise InputError("give one input: a video, frame folder, camera index or bag, or --bag FILE")
     bag = args.bag or (args.source if is_bag(Path(args.source)) else None)
-    if (args.topic or args.init_topic) and bag is None:
-        raise InputError("--topic and --init-topic need a bag (--bag FILE)")
+    if (args.topic or args.init_topic or args.recorded_output or args.detections_topic) and bag is None:
+        raise InputError("--topic, --init-topic, --recorded-output and --detections-topic need a bag (--bag FILE)")
     init_box = parse_box(args.init) if args.init else None
     if init_box is None and not args.select and bag is None:
         raise InputError("give the initial box with --init x,y,w,h or draw it with --select")
     tracker, loaded = create_tracker(args.model, args.device, args.precision, parse_overrides(args.overrides),
                                      backend=args.backend, log=None if args.quiet else print)
     source = BagSource(bag, args.topic) if bag else open_source(args.source)
+    recorded = source.recorded_boxes(args.detections_topic) if args.recorded_output else None
     if init_box is None and not args.select and isinstance(source, BagSource):
         init_box, kind, when = source.recorded_init(args.init_topic)
         source.start_at_recorded_init(kind, when)
@@ -176,7 +188,11 @@ def run(args: argparse.Namespace) -> int:
         if args.show:
             cv2.destroyAllWindows()
         if args.output:
-            write_text_atomic(args.output, "".join(",".join(f"{v:.4f}" for v in b) + "\n" for b in boxes))
+            write_text_atomic(args.output, _results_text(boxes))
+        if recorded is not None:
+            nan = (float("nan"),) * 4
+            replayed = source.stamps[:len(boxes)]
+            write_text_atomic(args.recorded_output, _results_text(recorded.get(s) or nan for s in replayed))
         if args.latency:
             stamps = getattr(source, "stamps", None)
             rows = ["frame,crop_ms,network_ms,post_ms,update_ms" + (",stamp_ns" if stamps else "")] + [
@@ -191,7 +207,12 @@ def run(args: argparse.Namespace) -> int:
           f"{loaded.info.get('precision')}]  source: {source.name}")
     print(format_table(["frames", "mean FPS", "p50 ms", "p90 ms", "p99 ms"],
                        [[len(latencies) + 1, fps_mean, stats["p50"], stats["p90"], stats["p99"]]]))
-    for label, path in (("results", args.output), ("video", args.save_video), ("latency", args.latency)):
+    if recorded is not None:
+        replayed = source.stamps[:len(boxes)]
+        print(f"recorded node output: a box on {sum(recorded.get(s) is not None for s in replayed)} of {len(replayed)} "
+              f"replayed frames, {sum(s not in recorded for s in replayed)} frames without a recorded array")
+    for label, path in (("results", args.output), ("recorded boxes", args.recorded_output), ("video", args.save_video),
+                        ("latency", args.latency)):
         if path:
             print(f"{label}: {path}")
     if stopped_early:

@@ -2,7 +2,8 @@
 
 Accepted layouts: a plain state dict, ``{"state_dict": ...}`` or ``{"model": ...}``, keys with
 or without the DataParallel ``module.`` prefix (MLKD teachers' ``backbone.enhancer.*`` read as
-``enhancer.*``), ``.pth``/``.pt`` (always ``weights_only=True``)
+``enhancer.*``; pysot model-zoo SiamRPN ``alexnetlegacy`` backbones ``backbone.features.N.*`` read
+as ``backbone.layerL.*``), ``.pth``/``.pt`` (always ``weights_only=True``)
 or ``.safetensors``. Our own files add ``"meta"``: architecture and tracking values.
 The architecture is recognised from the weights: NanoTrack v1/v2/v3 by their heads, SiamRPN otherwise.
 """
@@ -19,6 +20,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from mlkd_tracker.config import TrackerConfig, architecture_tracker_config, load_model_spec, models_dir
 from mlkd_tracker.errors import ModelFileError
 from mlkd_tracker.report import atomic_output
 from mlkd_tracker.nets.nanotrack import NanoTrack, nanotrack_version
@@ -26,6 +28,14 @@ from mlkd_tracker.nets.siamrpn import ALEXNET_CHANNELS, SiamRPN, scaled_channels
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 _LIST_LIMIT = 12
+# pysot's AlexNetLegacy (its model-zoo siamrpn_alex_dwxcorr) holds the backbone in one Sequential,
+# ``backbone.features.N``: index of each conv / BatchNorm there -> our ``layerL.i``. The pooling and
+# ReLU modules in between have no parameters; BN follows its conv directly in both layouts.
+PYSOT_LEGACY_BACKBONE = {0: "layer1.0", 1: "layer1.1", 4: "layer2.0", 5: "layer2.1", 8: "layer3.0",
+                         9: "layer3.1", 11: "layer4.0", 12: "layer4.1", 14: "layer5.0", 15: "layer5.1"}
+PYSOT_LEGACY_LAYOUT = "pysot-alexnetlegacy"  # meta["layout"] of such a file
+PYSOT_MODEL_CONFIG = "pysot_siamrpn_alex_dwxcorr.yaml"  # pysot's tracking values for that model
+_LEGACY_KEY = re.compile(r"backbone\.features\.(\d+)\.(.+)")
 
 
 def _numpy_scalar_globals() -> list:
@@ -41,12 +51,22 @@ def _numpy_scalar_globals() -> list:
     return allowed
 
 
-def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
+def _legacy_backbone_key(key: str) -> str:
+    found = _LEGACY_KEY.fullmatch(key)
+    if not found or int(found.group(1)) not in PYSOT_LEGACY_BACKBONE:
+        return key  # anything else is listed as unexpected when loading
+    return f"backbone.{PYSOT_LEGACY_BACKBONE[int(found.group(1))]}.{found.group(2)}"
+
+
+def _normalise_keys(state: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Keys in our layout, and whether the backbone was pysot's legacy one (a SiamRPN head behind
+    ``backbone.features``; NanoTrack's backbone has that name too)."""
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
+    legacy = any(_LEGACY_KEY.fullmatch(k) for k in state) and any(k.startswith("rpn_head.") for k in state)
     # MLKD reference teachers keep DarkLighter inside the backbone (Enhance_AlexNet)
-    return {("enhancer." + k[len("backbone.enhancer."):] if k.startswith("backbone.enhancer.") else k): v
-            for k, v in state.items()}
+    return {("enhancer." + k[len("backbone.enhancer."):] if k.startswith("backbone.enhancer.")
+             else _legacy_backbone_key(k) if legacy else k): v for k, v in state.items()}, legacy
 
 
 def _last_line(exc: BaseException) -> str:
@@ -91,7 +111,21 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if not isinstance(state, dict) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise ModelFileError(f"{path} does not contain a state dict (a mapping of parameter names to tensors)")
-    return _strip_prefix(state), meta
+    state, legacy = _normalise_keys(state)
+    if legacy:
+        meta = {**meta, "layout": PYSOT_LEGACY_LAYOUT}
+    return state, meta
+
+
+def checkpoint_tracking(meta: Mapping[str, Any], arch: Mapping[str, Any], source: str) -> TrackerConfig:
+    """Tracking values for a checkpoint: its own, else pysot's for a pysot model-zoo (alexnetlegacy) file,
+    else its architecture's defaults (``architecture_tracker_config``; ``arch`` is ``model.arch()``)."""
+    tracking = meta.get("tracking")
+    if isinstance(tracking, dict):
+        return TrackerConfig.from_dict(tracking, source)
+    if meta.get("layout") == PYSOT_LEGACY_LAYOUT:
+        return load_model_spec(models_dir() / PYSOT_MODEL_CONFIG).tracking
+    return architecture_tracker_config(arch)
 
 
 def infer_width(state: Mapping[str, torch.Tensor]) -> float:
@@ -165,7 +199,9 @@ def load_network(path: str | os.PathLike) -> tuple[SiamRPN | NanoTrack, dict[str
     """Load a tracker network (student or teacher, any architecture) from a checkpoint, in eval mode, fp32 on the CPU."""
     state, meta = read_checkpoint(path)
     model = build_network(state, meta)
-    load_state_strict(model, state, str(path))
+    source = str(path) + (" (pysot alexnetlegacy backbone.features.N read as backbone.layerL.i)"
+                          if meta.get("layout") == PYSOT_LEGACY_LAYOUT else "")
+    load_state_strict(model, state, source)
     return model.eval(), meta
 
 

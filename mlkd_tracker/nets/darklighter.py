@@ -28,11 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlkd_tracker.errors import ModelFileError
+from mlkd_tracker.memory import retain_freed_memory
 
 ITERATIONS = 8          # refinement steps, one (r_i, n_i) pair each
 FEATURES = 32           # LE-Net hidden channels
 RECEPTIVE_RADIUS = 6    # six chained 3x3 convs: an output pixel depends on inputs within 6 px
-_HALO = RECEPTIVE_RADIUS + 2  # tiles overlap by this much on every side (exact results need >= the radius)
+# tiles overlap by the radius on every side: the zero padding at a tile's cut edge reaches 1 px further
+# in per convolution, so outputs 6 px or more inside the cut are exact
+_HALO = RECEPTIVE_RADIUS
 
 
 class Enhanced(NamedTuple):
@@ -52,7 +55,7 @@ class DarkLighter(nn.Module):
 
     ``tile_size`` (default ``None``: one pass): when no gradient is needed (inference, or a
     frozen enhancer) and no graph is being exported, larger images are enhanced in overlapping
-    tiles of this side to bound memory. The 8 px halo exceeds the 6 px receptive radius, so the
+    tiles of this side to bound memory. The 6 px halo covers the 6 px receptive radius, so the
     result equals one pass up to float rounding. Tracker crops gain nothing from it (one
     channels-last pass was as fast on a 2-core x86 CPU); ``bench/enhancer.py`` times both ways
     on a full frame.
@@ -74,11 +77,16 @@ class DarkLighter(nn.Module):
 
     def estimate(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """LE-Net on a 0..1 image batch: ``(r, n)``, each (B, 8, H, W) in (-1, 1)."""
-        x1 = F.relu(self.e_conv1(image), inplace=True)  # in place: no extra full-size buffer per layer
+        # ReLU in place, each map dropped after its last use: a 1920x1080 frame peaks at 160 channels
+        # of maps (1.3 GB) rather than 240, and stays under the 2 GiB that malloc keeps (memory.py)
+        x1 = F.relu(self.e_conv1(image), inplace=True)
         x2 = F.relu(self.e_conv2(x1), inplace=True)
         x3 = F.relu(self.e_conv3(torch.cat([x1, x2], 1)), inplace=True)
+        del x1
         x4 = F.relu(self.e_conv4(torch.cat([x2, x3], 1)), inplace=True)
+        del x2
         x5 = F.relu(self.e_conv5(torch.cat([x3, x4], 1)), inplace=True)
+        del x3
         # e_conv7 and e_conv8 read the same input: one 16-channel convolution is ~40% cheaper than two
         weight = torch.cat([self.e_conv7.weight, self.e_conv8.weight])
         bias = torch.cat([self.e_conv7.bias, self.e_conv8.bias])
@@ -95,13 +103,22 @@ class DarkLighter(nn.Module):
         return Enhanced(x, gains, n)
 
     def enhance_image(self, image: torch.Tensor) -> torch.Tensor:
-        """The enhanced 0..1 image only; tiled when no gradient is needed and it exceeds ``tile_size``."""
+        """The enhanced 0..1 image only; tiled when no gradient is needed and it exceeds ``tile_size``.
+
+        Without a graph to record (inference, a frozen teacher), freed buffers stay in the process
+        for the next call (:func:`~mlkd_tracker.memory.retain_freed_memory`): a whole frame's feature
+        maps are hundreds of MB each, and faulting them in afresh every frame cost more system time
+        than the convolutions' compute.
+        """
         tile = self.tile_size
         h, w = image.shape[-2:]
         needs_graph = torch.is_grad_enabled() and (
             image.requires_grad or any(p.requires_grad for p in self.parameters()))
         exporting = torch.jit.is_tracing() or torch.compiler.is_compiling()  # keep ONNX / compiled graphs whole
-        if tile is None or needs_graph or exporting or (h <= tile and w <= tile):
+        if needs_graph or exporting:
+            return self.enhance(image).image
+        retain_freed_memory()
+        if tile is None or (h <= tile and w <= tile):
             return self.enhance(image).image
         return self._enhance_tiled(image, tile)
 

@@ -299,17 +299,33 @@ class NanoTrack(nn.Module):
         return {"type": "nanotrack", "version": self.version,
                 "enhancer": type(enhancer).__name__ if enhancer is not None else None}
 
+    def backbone_stages(self) -> dict[str, nn.Module]:
+        """The backbone by the name training configs use (the authors' TRAIN_LAYERS ``features``)."""
+        return {"features": self.backbone.features}
+
+    def prediction_head(self) -> nn.Module:
+        return self.ban_head
+
+    def head_output_names(self) -> tuple[str, ...]:
+        """The last 1x1 conv of each branch (MLKD students keep them frozen)."""
+        return ("ban_head.cls_pred.0" if self.version == 2 else "ban_head.cls_logits.0"), "ban_head.bbox_pred.0"
+
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """Backbone features of a crop batch, through the enhancer when there is one."""
         enhancer = getattr(self, "enhancer", None)
         return self.backbone(enhancer(image) if enhancer is not None else image)
 
     def forward(self, template: torch.Tensor, search: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Training forward: outputs and the correlation features the distillation losses use."""
-        cls_feature, loc_feature = self.ban_head.correlate(*self.ban_head.kernels(self.features(template)),
-                                                           self.features(search))
+        """Training forward: outputs and the features the distillation losses use.
+
+        ``distill_feature`` is the search crop's backbone feature (the neck is not applied, see the
+        module docstring): where the teacher's view through the enhancer differs from the student's.
+        ``cls_feature`` (the correlation entering the cls tower) is what mutual learning compares.
+        """
+        xf = self.features(search)
+        cls_feature, loc_feature = self.ban_head.correlate(*self.ban_head.kernels(self.features(template)), xf)
         cls, loc = self.ban_head.predict(cls_feature, loc_feature)
-        return {"cls": cls, "loc": loc, "cls_feature": cls_feature, "loc_feature": loc_feature}
+        return {"cls": cls, "loc": loc, "cls_feature": cls_feature, "loc_feature": loc_feature, "distill_feature": xf}
 
     def template_kernels(self, template: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Template branch, run once per target: the correlation kernels of both branches."""

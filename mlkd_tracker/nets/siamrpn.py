@@ -108,6 +108,17 @@ class SiamRPN(nn.Module):
         return {"type": "siamrpn", "width": float(self.width), "anchor_num": int(self.rpn_head.anchor_num),
                 "enhancer": type(enhancer).__name__ if enhancer is not None else None}
 
+    def backbone_stages(self) -> dict[str, nn.Module]:
+        """The backbone's stages by the names training configs use (pysot's ``layer1`` ... ``layer5``)."""
+        return {name: getattr(self.backbone, name) for name in ("layer1", "layer2", "layer3", "layer4", "layer5")}
+
+    def prediction_head(self) -> nn.Module:
+        return self.rpn_head
+
+    def head_output_names(self) -> tuple[str, ...]:
+        """The last 1x1 conv of each branch (MLKD students keep them frozen)."""
+        return "rpn_head.cls.head.3", "rpn_head.loc.head.3"
+
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """Backbone features of a crop batch, through the enhancer when there is one."""
         enhancer = getattr(self, "enhancer", None)
@@ -116,13 +127,17 @@ class SiamRPN(nn.Module):
         return self.backbone(image)
 
     def forward(self, template: torch.Tensor, search: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Training forward: outputs and the correlation features the distillation losses use."""
+        """Training forward: outputs and the features the distillation losses use.
+
+        ``cls_feature`` (the cls correlation map) is both what the feature losses distil
+        (``distill_feature``, as MLKD) and what mutual learning compares.
+        """
         zf, xf = self.features(template), self.features(search)
         head = self.rpn_head
         cls_feature = head.cls.correlate(head.cls.conv_kernel(zf), xf)
         loc_feature = head.loc.correlate(head.loc.conv_kernel(zf), xf)
         return {"cls": head.cls.head(cls_feature), "loc": head.loc.head(loc_feature),
-                "cls_feature": cls_feature, "loc_feature": loc_feature}
+                "cls_feature": cls_feature, "loc_feature": loc_feature, "distill_feature": cls_feature}
 
     def template_kernels(self, template: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Template branch, run once per target: the correlation kernels of both branches."""

@@ -1,8 +1,8 @@
 """ROS message <-> numpy conversion, with every check a camera message can fail, and no rclpy.
 
 Works on any object with the fields of ``sensor_msgs/Image`` / ``CompressedImage`` /
-``RegionOfInterest`` / ``geometry_msgs/Polygon``: rclpy messages in the node, ``rosbags``
-messages in bag replay. Raw images are checked in O(1) (encoding, size, step, data length)
+``RegionOfInterest`` / ``geometry_msgs/Polygon`` / ``vision_msgs/Detection2D``: rclpy messages in
+the node, ``rosbags`` messages in bag replay. Raw images are checked in O(1) (encoding, size, step, data length)
 and viewed without a copy; colour conversion to BGR is one OpenCV call. Encodings outside the
 table go to ``cv_bridge`` when it is importable (a ROS install), else they are rejected.
 
@@ -145,10 +145,17 @@ def bgr_to_bytes(frame: np.ndarray) -> array.array:
     return out
 
 
-def box_corners(box_xywh: Iterable[float]) -> list[tuple[float, float]]:
-    """The 4 corners of an ``x, y, w, h`` box, clockwise from the top-left (image axes: y down)."""
+def box_center_size(box_xywh: Iterable[float]) -> tuple[float, float, float, float]:
+    """``x, y, w, h`` (top-left corner, pixels) -> ``cx, cy, w, h`` as ``vision_msgs/BoundingBox2D`` holds it."""
     x, y, w, h = (float(v) for v in box_xywh)
-    return [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
+    return x + w / 2, y + h / 2, w, h
+
+
+def detection_box(detection: Any) -> tuple[float, float, float, float]:
+    """``x, y, w, h`` of a ``vision_msgs/Detection2D`` (its ``bbox``: center and size, pixels)."""
+    bbox = detection.bbox
+    w, h = float(bbox.size_x), float(bbox.size_y)
+    return float(bbox.center.position.x) - w / 2, float(bbox.center.position.y) - h / 2, w, h
 
 
 def points_to_box(points: Iterable[Any]) -> tuple[float, float, float, float]:

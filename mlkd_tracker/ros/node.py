@@ -7,6 +7,10 @@ one-slot "newest frame" box; a worker thread tracks whatever is newest, so a slo
 builds a backlog (frames replaced before the worker took them are counted as dropped). A stamped
 init box is applied on the buffered frame it was drawn on, then the tracker catches up.
 
+Outputs: ``detections`` (``vision_msgs/Detection2DArray`` with the source image's header, for every
+frame the worker handles: one detection while tracking, empty while idle or lost) and
+``target_status`` (``tracking`` / ``lost`` / ``idle``, latched, on change).
+
 Lifecycle: configure loads the model (a TensorRT engine build is logged as it goes), activate
 subscribes and starts tracking, deactivate stops; ``autostart`` (default) does both at start.
 """
@@ -17,6 +21,7 @@ import copy
 import logging
 import math
 import re
+import signal
 import sys
 import threading
 import time
@@ -28,7 +33,7 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point32, PolygonStamped
+from geometry_msgs.msg import PolygonStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.exceptions import ParameterException, ParameterUninitializedException
@@ -38,13 +43,15 @@ from rclpy.qos import QoSDurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
-from std_msgs.msg import Float32, Header, String
+from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
 from mlkd_tracker.backends import BACKENDS as BACKEND_MODULES_BY_NAME, create_tracker
+from mlkd_tracker.crop import CROP_MODES
 from mlkd_tracker.errors import InputError, MLKDError
 from mlkd_tracker.report import latency_stats
-from mlkd_tracker.ros.convert import (DEFAULT_MAX_PIXELS, UnsupportedSerialization, bgr_to_bytes, box_corners,
+from mlkd_tracker.ros.convert import (DEFAULT_MAX_PIXELS, UnsupportedSerialization, bgr_to_bytes, box_center_size,
                                       check_compressed, check_image, compressed_to_bgr, image_to_bgr,
                                       parse_serialized_image, points_to_box, roi_to_box, stamp_to_ns)
 from mlkd_tracker.tracker import SiameseTracker, Status, TrackResult
@@ -55,7 +62,8 @@ PRECISIONS = ("auto", "fp32", "fp16", "int8")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|(cuda|tensorrt)(:\d+)?)$")
 LOAD_PARAMS = ("model", "backend", "device", "precision")           # applied at configure
 TOPIC_PARAMS = ("image_topic", "use_compressed", "init_box_topic", "init_roi_topic")  # applied at activate
-# tracking values overriding the model file's when set: name -> (type, min, max, description)
+# tracking values overriding the model file's when set: name -> (type, min, max, description);
+# a string's allowed values are in TRACKING_CHOICES instead of a range
 TRACKING_PARAMS: dict[str, tuple[Parameter.Type, float, float, str]] = {
     "penalty_k": (Parameter.Type.DOUBLE, 0.0, 1.0, "scale / aspect-ratio change penalty"),
     "window_influence": (Parameter.Type.DOUBLE, 0.0, 1.0, "cosine-window blend weight"),
@@ -63,7 +71,10 @@ TRACKING_PARAMS: dict[str, tuple[Parameter.Type, float, float, str]] = {
     "context_amount": (Parameter.Type.DOUBLE, 0.0, 2.0, "context around the box: amount * (w + h)"),
     "lost_threshold": (Parameter.Type.DOUBLE, 0.0, 1.0, "best score under this counts as a weak frame"),
     "lost_frames": (Parameter.Type.INTEGER, 1, 10000, "consecutive weak frames before status is 'lost'"),
+    "crop": (Parameter.Type.STRING, 0, 0, "crop: fast (one warp) or pysot (pysot's get_subwindow pixel for pixel, "
+             "to reproduce published numbers)"),
 }
+TRACKING_CHOICES = {"crop": CROP_MODES}
 LOG_THROTTLE_S = 2.0
 SERVICE_TIMEOUT_S = 10.0
 
@@ -200,6 +211,8 @@ class TrackerNode(LifecycleNode):
         self._last_header = None
         self._last_box: tuple[float, float, float, float] | None = None
         self._status = Status.IDLE
+        self._track_id = 0  # Detection2D.id: counts the targets selected since start
+        self._model_load_s = math.nan
         self._inputs: list[Any] = []
         self._compressed = False
         self._outputs: dict[str, Any] = {}
@@ -234,6 +247,8 @@ class TrackerNode(LifecycleNode):
         declare("init_box_topic", "init_box", "geometry_msgs/PolygonStamped target selection (pixels); its stamp "
                 "picks the buffered frame it was drawn on")
         declare("init_roi_topic", "init_roi", "sensor_msgs/RegionOfInterest target selection on the newest frame")
+        declare("target_class", "target", "class_id of the published detections (the tracker is class-agnostic: "
+                "name what you select)")
         declare("debug_image", False, "publish debug_image (sensor_msgs/Image bgr8) with the box drawn")
         declare("frame_buffer_size", 30, "recent frames kept for stamped init boxes", int_range=(1, 600))
         declare("init_stamp_tolerance", 0.05, "seconds an init box stamp may differ from its frame's stamp",
@@ -248,8 +263,10 @@ class TrackerNode(LifecycleNode):
             d = ParameterDescriptor(description=text + "; unset = the model file's value")
             if ptype == Parameter.Type.INTEGER:
                 d.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
-            else:
+            elif ptype == Parameter.Type.DOUBLE:
                 d.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
+            else:
+                d.additional_constraints = "one of " + ", ".join(TRACKING_CHOICES[name])
             self.declare_parameter(name, ptype, d)
 
     def _param(self, name: str) -> Any:
@@ -319,15 +336,14 @@ class TrackerNode(LifecycleNode):
             return self._configure_failed(f"{type(exc).__name__}: {exc}")
         self._tracker, self._model_info = tracker, info
         self._model_name = str(getattr(loaded, "name", model))
+        self._model_load_s = time.perf_counter() - t0
         self._last_error = ""
         outputs = QoSProfile(depth=10)
         latched = QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
         overridable = QoSOverridingOptions.with_default_policies()
         self._outputs = {
-            "box": self.create_lifecycle_publisher(PolygonStamped, "target_box", outputs,
-                                                   qos_overriding_options=overridable),
-            "score": self.create_lifecycle_publisher(Float32, "target_score", outputs,
-                                                     qos_overriding_options=overridable),
+            "detections": self.create_lifecycle_publisher(Detection2DArray, "detections", outputs,
+                                                          qos_overriding_options=overridable),
             "status": self.create_lifecycle_publisher(String, "target_status", latched,
                                                       qos_overriding_options=overridable),
             "debug": self.create_lifecycle_publisher(Image, "debug_image", QoSProfile(depth=2),
@@ -336,7 +352,7 @@ class TrackerNode(LifecycleNode):
         self._triggers = [self.create_service(Trigger, "~/reset", self._on_reset),
                           self.create_service(Trigger, "~/stop", self._on_stop)]
         self._configured = True
-        log.info(f"model ready in {time.perf_counter() - t0:.1f} s: {self._model_name} {info}")
+        log.info(f"model ready in {self._model_load_s:.1f} s: {self._model_name} {info}")
         return TransitionCallbackReturn.SUCCESS
 
     def _configure_failed(self, message: str) -> TransitionCallbackReturn:
@@ -360,7 +376,7 @@ class TrackerNode(LifecycleNode):
         result = super().on_activate(state)
         self._start_worker()
         self._active = True
-        self._set_idle(None)
+        self._set_idle(None, announce=True)
         self.get_logger().info(f"active: tracking on {image_sub.topic_name}; select the target on "
                                f"{self._param('init_box_topic')} or {self._param('init_roi_topic')}")
         return result
@@ -512,8 +528,11 @@ class TrackerNode(LifecycleNode):
                     self._initialise(command)
                 elif command is not None:
                     self._run_command(command)
-                elif frame is not None and frame.seq > self._last_seq and self._tracker.initialized:
-                    self._track(frame)
+                elif frame is not None and frame.seq > self._last_seq:
+                    if self._tracker.initialized:
+                        self._track(frame)
+                    else:
+                        self._outputs["detections"].publish(Detection2DArray(header=self._header(frame.msg.header)))
             except Exception as exc:  # noqa: BLE001 - the worker must outlive any one bad frame or backend hiccup
                 with self.stats.lock:
                     self.stats.errors += 1
@@ -559,8 +578,9 @@ class TrackerNode(LifecycleNode):
         except InputError as exc:
             self._reject("init", f"init box {request.box} from {request.source} rejected: {exc}")
             return
-        self.get_logger().info(f"target selected at {request.box} on frame {frames[start].stamp_ns / 1e9:.3f} s "
-                               f"({len(frames) - 1 - start} newer frames to catch up)")
+        self._track_id += 1
+        self.get_logger().info(f"target {self._track_id} selected at {request.box} on frame "
+                               f"{frames[start].stamp_ns / 1e9:.3f} s ({len(frames) - 1 - start} newer frames to catch up)")
         later = frames[start + 1:]
         limit = self._param("catchup_max_frames")
         if len(later) > limit:  # evenly spaced, always ending on the newest
@@ -598,31 +618,51 @@ class TrackerNode(LifecycleNode):
         command.done.set()
 
     # ------------------------------------------------------------------ outputs
+    @staticmethod
+    def _header(source_header: Any) -> Header:
+        """A ``std_msgs/Header`` with the stamp and frame_id of a received image (also of its parsed fields)."""
+        return Header(stamp=Time(sec=source_header.stamp.sec, nanosec=source_header.stamp.nanosec),
+                      frame_id=source_header.frame_id)
+
+    def _detections(self, header: Header, result: TrackResult) -> Detection2DArray:
+        """The frame's ``Detection2DArray``: the target while tracking, empty when lost."""
+        out = Detection2DArray(header=header)
+        if result.status == Status.TRACKING:
+            detection = Detection2D(header=header, id=str(self._track_id))
+            center = detection.bbox.center.position
+            center.x, center.y, detection.bbox.size_x, detection.bbox.size_y = box_center_size(result.box_xywh)
+            hypothesis = ObjectHypothesisWithPose()
+            hypothesis.hypothesis.class_id = self._param("target_class")
+            hypothesis.hypothesis.score = float(result.score)
+            detection.results = [hypothesis]
+            out.detections = [detection]
+        return out
+
     def _publish(self, source_header: Any, result: TrackResult, image: np.ndarray | None) -> None:
-        pubs = self._outputs
-        header = Header(stamp=Time(sec=source_header.stamp.sec, nanosec=source_header.stamp.nanosec),
-                        frame_id=source_header.frame_id)
-        box = PolygonStamped(header=header)
-        box.polygon.points = [Point32(x=float(x), y=float(y), z=0.0) for x, y in box_corners(result.box_xywh)]
-        pubs["box"].publish(box)
-        pubs["score"].publish(Float32(data=float(result.score)))
-        pubs["status"].publish(String(data=result.status.value))
-        self._status, self._last_header, self._last_box = result.status, header, result.box_xywh
+        header = self._header(source_header)
+        self._outputs["detections"].publish(self._detections(header, result))
+        self._publish_status(result.status)
+        self._last_header, self._last_box = header, result.box_xywh
         if self._param("debug_image") and image is not None:
             from mlkd_tracker.draw import draw_result
 
             drawn = draw_result(image.copy(), result)
-            pubs["debug"].publish(Image(header=header, height=drawn.shape[0], width=drawn.shape[1],
-                                        encoding="bgr8", step=drawn.shape[1] * 3, data=bgr_to_bytes(drawn)))
+            self._outputs["debug"].publish(Image(header=header, height=drawn.shape[0], width=drawn.shape[1],
+                                                 encoding="bgr8", step=drawn.shape[1] * 3, data=bgr_to_bytes(drawn)))
 
-    def _set_idle(self, header: Any) -> None:
-        """Status ``idle`` and, after a target, an empty polygon: "no target" for consumers."""
-        self._status, self._last_box = Status.IDLE, None
-        if not self._outputs:
-            return
-        if header is not None:
-            self._outputs["box"].publish(PolygonStamped(header=header))
-        self._outputs["status"].publish(String(data=Status.IDLE.value))
+    def _publish_status(self, status: Status, announce: bool = False) -> None:
+        """``target_status`` when the status changes (or ``announce``: a new activation)."""
+        changed = status != self._status
+        self._status = status
+        if (changed or announce) and self._outputs:
+            self._outputs["status"].publish(String(data=status.value))
+
+    def _set_idle(self, header: Any, announce: bool = False) -> None:
+        """Status ``idle`` and, after a target, an empty detection array: "no target" for consumers."""
+        self._last_box = None
+        if self._outputs and header is not None:
+            self._outputs["detections"].publish(Detection2DArray(header=header))
+        self._publish_status(Status.IDLE, announce)
 
     def _lifecycle_state(self) -> str:
         return "active" if self._active else "inactive" if self._configured else "unconfigured"
@@ -648,7 +688,8 @@ class TrackerNode(LifecycleNode):
             status.level, status.message = DiagnosticStatus.WARN, f"{state}, target lost"
         else:
             status.level, status.message = DiagnosticStatus.OK, f"{state}, {self._status.value}"
-        values = {"lifecycle_state": state, "status": self._status.value, "model": self._model_name,
+        values = {"lifecycle_state": state, "status": self._status.value, "track_id": self._track_id,
+                  "model": self._model_name, "model_load_s": f"{self._model_load_s:.3f}",
                   "backend": self._model_info.get("backend", ""), "device": self._model_info.get("device", ""),
                   "precision": self._model_info.get("precision", ""), "fps": f"{stats.fps():.2f}",
                   "latency_p50_ms": f"{latency['p50']:.3f}", "latency_p99_ms": f"{latency['p99']:.3f}",
@@ -664,8 +705,15 @@ class TrackerNode(LifecycleNode):
         super().destroy_node()
 
 
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """The first SIGINT stops the node; later ones (``ros2 launch`` forwards one more) must not break its cleanup."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console script ``mlkd_tracker_node``: run the node until SIGINT (ROS arguments after ``--ros-args``)."""
+    signal.signal(signal.SIGINT, _interrupt_once)  # before rclpy.init, whose handler hands SIGINT on to it
     rclpy.init(args=argv if argv is not None else sys.argv)
     try:
         node = TrackerNode()

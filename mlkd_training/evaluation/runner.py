@@ -8,11 +8,13 @@ not. Finished sequences (a result file with one line per frame) are skipped on a
 
 OpenCV's thread pool (the OpenCV peers, TrackerNano's networks, crops, video decoding) has
 ``TrackerSpec.threads`` threads in each tracking process: by default OpenCV's own choice (one
-per core) in a single process, 1 in each of several workers.
+per core) in a single process, 1 in each of several workers; PyTorch models get the same number
+of intra-op threads in each worker (several OpenMP pools on the same cores wait on each other).
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +98,8 @@ def _worker_init(spec: TrackerSpec) -> None:
 
     cv2.setNumThreads(spec.threads or 1)
     _worker_tracker = spec.build()
+    if "torch" in sys.modules:  # a PyTorch model: one OpenMP pool per worker, sized like OpenCV's
+        sys.modules["torch"].set_num_threads(spec.threads or 1)
 
 
 def _worker_run(seq: Sequence) -> tuple[str, list, float]:
