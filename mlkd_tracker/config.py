@@ -18,6 +18,7 @@ from mlkd_tracker.crop import CROP_MODES
 from mlkd_tracker.errors import InputError, ModelFileError
 
 DEFAULT_MODEL_CONFIG = "mlkd_track.yaml"
+SIAMRPN_MODEL_CONFIG = "mlkd_track_siamrpn.yaml"  # the SiamRPN reference-architecture model
 
 
 DECODERS = ("anchors", "points")
@@ -179,17 +180,13 @@ def load_model_spec(path: str | os.PathLike) -> ModelSpec:
     )
 
 
-def default_tracker_config() -> TrackerConfig:
-    """The MLKD-Track tracking values from the bundled model YAML."""
-    return load_model_spec(default_model_path()).tracking
-
-
 def architecture_tracker_config(arch: Mapping[str, Any]) -> TrackerConfig:
     """Tracking values for a weights file that carries none, by its architecture (``model.arch()``):
-    the authors' values for NanoTrack (``models/nanotrack_vN.yaml``), MLKD-Track's for SiamRPN."""
+    the authors' values for NanoTrack (``models/nanotrack_vN.yaml``), the MLKD reference values of the
+    SiamRPN model (``models/mlkd_track_siamrpn.yaml``) for SiamRPN."""
     if arch.get("type") == "nanotrack":
         return load_model_spec(models_dir() / f"nanotrack_v{arch['version']}.yaml").tracking
-    return default_tracker_config()
+    return load_model_spec(models_dir() / SIAMRPN_MODEL_CONFIG).tracking
 
 
 def architecture_name(arch: Mapping[str, Any]) -> str:

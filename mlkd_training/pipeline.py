@@ -24,7 +24,7 @@
 Each stage is a run folder under ``--out``; re-running the command skips finished stages and
 resumes an interrupted one from its last epoch (tracking results and night data are kept too).
 Stage settings come from a pipeline YAML (``models/pipeline_nanotrack_cpu.yaml``: NanoTrack on real
-footage sized for a 2-core CPU; ``pipeline_nanotrack_gpu.yaml``: reference scale; ``pipeline_cpu.yaml``:
+footage sized for a 2-core CPU; ``pipeline_nanotrack_gpu.yaml``: reference scale; ``pipeline_siamrpn_cpu.yaml``:
 the SiamRPN demonstration model on synthetic data) that names a training config per stage plus overrides.
 """
 from __future__ import annotations
@@ -644,7 +644,7 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/default", help="pipeline folder (stages resume and finished ones are kept)")
     p.add_argument("--config", default=None, help="pipeline YAML (default: the bundled models/pipeline_nanotrack_cpu.yaml; "
                                                   "models/pipeline_nanotrack_gpu.yaml at reference scale; "
-                                                  "models/pipeline_cpu.yaml for the SiamRPN demonstration model)")
+                                                  "models/pipeline_siamrpn_cpu.yaml for the SiamRPN demonstration model)")
     p.add_argument("--init", help="the tracker every network starts from (e.g. a released nanotrackv2.pth; required "
                                   "when the config has no base stage), or a pysot checkpoint the base continues from")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

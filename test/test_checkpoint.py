@@ -111,7 +111,7 @@ def test_pysot_model_zoo_alexnetlegacy_loads_strictly_and_computes_the_same(tmp_
 
 
 def test_tracking_values_follow_the_file_layout(tmp_path):
-    """pysot's own values for its model-zoo layout, MLKD-Track's for ours, the file's own when it has them."""
+    """pysot's own values for its model-zoo layout, the SiamRPN reference model's for ours, the file's own when it has them."""
     legacy, ours = tmp_path / "model.pth", tmp_path / "mlkd_layout.pth"
     torch.save(legacy_state(), legacy)
     torch.save(pysot_state(), ours)
