@@ -1,4 +1,4 @@
-"""Accuracy on real UAV footage by day and at night: the released NanoTracks, the bundled MLKD-Track, CSRT, KCF.
+"""Accuracy on real UAV footage by day and at night: the released NanoTracks, the bundled models, CSRT, KCF.
 
 Night is the project's low-light camera model (``mlkd darken``: one camera drawn per sequence from
 ``--seed``) applied to the same real sequences, stored as JPEG frames (the camera's own bytes).
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mlkd_tracker.config import default_model_path  # noqa: E402
+from mlkd_tracker.config import SIAMRPN_MODEL_CONFIG, default_model_path  # noqa: E402
 from mlkd_tracker.report import format_table, write_json_atomic  # noqa: E402
 from mlkd_training.data.darken import darken_dataset  # noqa: E402
 from mlkd_training.data.readers import open_dataset  # noqa: E402
@@ -40,7 +40,8 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--sequences", metavar="A,B,...", help="only these sequences")
     p.add_argument("--trackers", nargs="+", default=None, metavar="SPEC",
-                   help="model files or peers (default: NanoTrack v1-v3, the bundled MLKD-Track, csrt, kcf)")
+                   help="model files or peers (default: NanoTrack v1-v3, the bundled MLKD-Track and its SiamRPN "
+                        "reference model, csrt, kcf)")
     p.add_argument("--json", default="bench_real_footage.json")
     args = p.parse_args()
 
@@ -61,9 +62,10 @@ def main() -> int:
             if not prefix.with_name(prefix.name + ".search.onnx").is_file():
                 export_model(Path(args.nanotrack) / f"v{v}" / f"nanotrackv{v}.pth", prefix)
             specs.append(str(prefix.with_name(prefix.name + ".search.onnx")))
-        specs += [str(default_model_path()), "csrt", "kcf"]
-    names = {spec: (Path(spec).name.split(".")[0] if "/" in spec else spec) for spec in specs}
-    names = {spec: ("MLKD-Track (bundled)" if spec == str(default_model_path()) else n) for spec, n in names.items()}
+        specs += [str(default_model_path()), str(default_model_path().with_name(SIAMRPN_MODEL_CONFIG)), "csrt", "kcf"]
+    bundled = {str(default_model_path()): "MLKD-Track", str(default_model_path().with_name(SIAMRPN_MODEL_CONFIG)):
+               "MLKD-Track SiamRPN"}
+    names = {spec: bundled.get(spec, Path(spec).name.split(".")[0] if "/" in spec else spec) for spec in specs}
     table, report = [], {"dataset": day.name, "sequences": len(day), "frames": sum(len(s) for s in day),
                          "seed": args.seed, "machine": platform.processor() or platform.machine(),
                          "darken_seconds": darken_s, "trackers": {}}

@@ -141,6 +141,16 @@ def test_demo_tracks_a_generated_night_clip(tmp_path, capsys):
     assert len(list((tmp_path / "clip" / "night" / "data_seq").iterdir())) == 1
 
 
+def test_bundled_models_the_nanotrack_default_and_the_siamrpn_reference():
+    from mlkd_tracker.config import SIAMRPN_MODEL_CONFIG, default_model_path
+
+    default = load_model(None, "cpu")
+    assert default.name == "MLKD-Track" and (default.info["type"], default.info["version"]) == ("nanotrack", 2)
+    assert read_checkpoint(REPO / "models" / "mlkd_track.pth")[1]["selection"]["from"].startswith("student_")
+    reference = load_model(default_model_path().with_name(SIAMRPN_MODEL_CONFIG), "cpu")
+    assert reference.name == "MLKD-Track SiamRPN" and (reference.info["type"], reference.info["width"]) == ("siamrpn", 0.5)
+
+
 def test_demo_runs_the_bundled_model_with_no_arguments_but_the_output(tmp_path, capsys):
     video = tmp_path / "demo.mp4"
     assert main(["demo", "--out", str(video), "--frames", "20", "--quiet"]) == 0

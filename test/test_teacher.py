@@ -127,9 +127,14 @@ def test_teacher_files_are_checked(parts, tmp_path, capsys):
     assert not (tmp_path / "t.pth").exists()
 
 
-def test_teacher_model_config_for_bench():
-    spec_path = default_model_path().with_name("mlkd_teacher.yaml")
+@pytest.mark.parametrize("config, name, arch, instance_size", [
+    ("mlkd_teacher.yaml", "MLKD teacher", "nanotrack", 255),  # the default MLKD-Track's teacher
+    ("mlkd_teacher_siamrpn.yaml", "MLKD teacher (SiamRPN)", "siamrpn", 287),
+])
+def test_teacher_model_configs_for_bench(config, name, arch, instance_size):
+    spec_path = default_model_path().with_name(config)
     loaded = load_model(spec_path, "cpu", allow_random_weights=True)
-    assert isinstance(loaded.backend.model.enhancer, DarkLighter) and loaded.name == "MLKD teacher (random weights)"
+    assert isinstance(loaded.backend.model.enhancer, DarkLighter) and loaded.name == f"{name} (random weights)"
+    assert loaded.backend.model.arch()["type"] == arch
     tracker, _ = create_tracker(spec_path, "cpu", allow_random_weights=True)
-    assert tracker.config.instance_size == 287
+    assert tracker.config.instance_size == instance_size
