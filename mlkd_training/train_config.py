@@ -54,7 +54,12 @@ class BackboneTraining:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """SGD and the LR schedule (pysot ``cfg.TRAIN``): warm-up then log decay, stepped per epoch."""
+    """SGD and the LR schedule (pysot ``cfg.TRAIN``): warm-up then log decay, stepped per epoch.
+
+    As in pysot, ``warmup`` and ``lr`` give the schedule's shape and ``base_lr`` its scale: a parameter
+    group's LR in an epoch is ``schedule(epoch) * base_lr * lr_mult / lr.start``. Lowering ``lr`` and
+    ``warmup`` together changes nothing; lower ``base_lr`` (with them, to keep the values readable).
+    """
 
     epochs: int = 50
     batch_size: int = 32            # per process (per GPU), as pysot

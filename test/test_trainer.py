@@ -94,6 +94,21 @@ def test_lr_schedule_mirrors_pysot():
     assert np.allclose(np.diff(np.log(spaces[5:])), np.log(0.05) / 44)
 
 
+def test_base_lr_scales_the_schedule_which_only_shapes_it(tiny, tmp_path):
+    """pysot semantics: a group's LR is schedule * base_lr * lr_mult / lr.start."""
+    def group_lrs(**overrides):
+        trainer = ml_trainer(tiny, tmp_path / str(len(overrides)), ml_parts(), **overrides)
+        trainer._begin_epoch(0)
+        return sorted({g["lr"] for o in trainer.optimizers.values() for g in o.param_groups})
+
+    reference = group_lrs()
+    assert reference[-1] == pytest.approx(load_train_config(overrides=SMALL).lr_spaces()[0] * 0.005 / 0.01)
+    schedule_lowered = {"optim.lr.start": 0.0025, "optim.lr.end": 0.000125, "optim.warmup.start": 0.00125,
+                        "optim.warmup.end": 0.0025}
+    assert group_lrs(**schedule_lowered) == pytest.approx(reference)  # the same shape: the same LRs
+    assert group_lrs(**schedule_lowered, **{"optim.base_lr": 0.00125}) == pytest.approx([lr / 4 for lr in reference])
+
+
 def test_resume_refuses_a_changed_config_and_foreign_files(tiny, tmp_path):
     trainer = ml_trainer(tiny, tmp_path, ml_parts())
     trainer.fit(until_epoch=1)
