@@ -68,3 +68,19 @@ def test_portable_paths_keep_only_the_last_component_of_absolute_paths():
     assert portable_paths(text) == "mlkd train pipeline --data synth --out run (`enh.pth`)"
     kept = "`plots/success.png`, runs/default, ~/data/x, https://example.org/a/b, 1/2, /"
     assert portable_paths(kept) == kept
+
+
+@pytest.mark.parametrize("config", ["pipeline_nanotrack_cpu.yaml", "pipeline_nanotrack_gpu.yaml"])
+def test_nanotrack_pipelines_fine_tune_at_the_authors_learning_rates(config, tmp_path):
+    """Both stages start from the released v2 at its authors' schedule: peak 0.005, down to 0.0005."""
+    from mlkd_tracker.config import models_dir
+    from mlkd_training.pipeline import load_pipeline_config, stage_configs
+    from nanotrack_reference import official
+
+    p = load_pipeline_config(models_dir() / config)
+    configs = stage_configs(p, tmp_path, "darklighter.pth", str(official(2)), {"night": "night"})
+    assert list(configs) == ["teacher", "ml"]
+    for c in configs.values():
+        effective = c.lr_spaces() * c.optim.base_lr / c.optim.lr.start
+        assert effective.max() == pytest.approx(0.005) and effective[-1] == pytest.approx(0.0005)
+        assert c.targets.decoder == "points" and c.optim.backbone.lr_mult == 0.1
