@@ -5,7 +5,7 @@ import pytest
 
 from conftest import shared_dir
 from mlkd_tracker.backends import create_tracker
-from mlkd_tracker.config import TrackerConfig
+from mlkd_tracker.config import SIAMRPN_MODEL_CONFIG, TrackerConfig, default_model_path
 from mlkd_tracker.crop import crop_subwindow
 from mlkd_tracker.errors import InputError
 from mlkd_tracker.tracker import SiameseTracker
@@ -125,7 +125,8 @@ def test_with_the_pysot_crop_the_tracker_follows_pysots_trajectory(sequence):
     cap = cv2.VideoCapture(str(video))
     frames = [cap.read()[1] for _ in range(40)]
     cap.release()
-    ours, loaded = create_tracker(None, "cpu", overrides={"crop": "pysot"})  # the bundled MLKD-Track
+    siamrpn = default_model_path().with_name(SIAMRPN_MODEL_CONFIG)  # the bundled SiamRPN reference model
+    ours, loaded = create_tracker(siamrpn, "cpu", overrides={"crop": "pysot"})
     reference = PysotTracker(loaded.backend, ours.config)
     first = np.loadtxt(anno, delimiter=",", max_rows=1)
     ours.init(frames[0], first)

@@ -53,7 +53,7 @@ def test_small_networks_run_on_one_cpu_thread_and_restore_the_callers_setting():
     torch.set_num_threads(2)
     try:
         small = load_model(models_dir() / "nanotrack_v2.yaml", "cpu", allow_random_weights=True)
-        large = load_model(None, "cpu")  # the bundled MLKD-Track
+        large = load_model(models_dir() / "mlkd_track_siamrpn.yaml", "cpu")  # the bundled SiamRPN reference model
         assert (small.backend.threads, large.backend.threads) == (1, None)
         for loaded in (small, large):
             seen = []
