@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(["frames", "mean FPS", "p50 ms", "p99 ms", "success AUC", "precision@20"],
                        [[len(seq), 1e3 / stats["mean"], stats["p50"], stats["p99"], float(np.mean(curves.success)),
                          float(curves.precision[PRECISION_INDEX])]], floatfmt=".3f"))
-    print(f"video: {args.out} (white: ground truth; green: MLKD-Track)")
+    print(f"video: {args.out} (white: ground truth; green: {loaded.name})")
     if args.keep:
         print(f"clip: {Path(args.keep) / 'night'}")
     return 0
