@@ -475,15 +475,18 @@ def describe_start(path: str, trained_base: bool) -> dict[str, str]:
     """Name, one-line description and credit of the network the students start from."""
     from mlkd_tracker.nets.checkpoint import load_network
 
+    from mlkd_tracker.config import architecture_name
+
     model, _ = load_network(path)
     arch = model.arch()
+    name = architecture_name(arch)
     if arch["type"] == "nanotrack":
-        return {"name": f"NanoTrack v{arch['version']}, `{Path(path).name}`",
-                "description": f"NanoTrack v{arch['version']} (MobileNetV3 backbone, point head)",
-                "credit": (f"The students and the teacher start from the released NanoTrack v{arch['version']} "
+        return {"name": f"{name}, `{Path(path).name}`",
+                "description": f"{name} (MobileNetV3 backbone, point head)",
+                "credit": (f"The students and the teacher start from the released {name} "
                            f"weights (`{Path(path).name}`) by Honglin Chu et al. (HonglinChu/SiamTrackers, "
                            f"NanoTrack), Apache-2.0; this model is a derivative of them under the same licence.")}
-    kind = f"SiamRPN-AlexNet-DW (backbone width {arch['width']:g})"
+    kind = f"{name} (BN-AlexNet backbone, depthwise-correlation RPN head)"
     return {"name": "the daytime base" if trained_base else f"`{Path(path).name}`", "description": kind,
             "credit": "Trained from scratch by this pipeline (the daytime base stage)." if trained_base
             else f"Starts from `{Path(path).name}`."}
